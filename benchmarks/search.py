@@ -1,0 +1,238 @@
+"""Search benchmark: orchestration overhead, 2-worker scaling, and what pruning saves.
+
+Run: ``.venv/bin/python benchmarks/search.py`` (PostgreSQL at $EMOTUNE_BENCH_PG, default
+postgresql://postgres@127.0.0.1:5432/test; real RAVDESS files from ../shared/data).
+
+(a) Per-trial overhead on a trivial objective (a DummyClassifier through emotune's 3-fold objective,
+    which records fold scores, metrics, worker and out-of-fold probabilities): ms per trial from the
+    first trial's start to the last trial's end, Ray start-up and actor creation excluded.
+    - emotune: one Ray worker (slot lock, counting, heartbeats);
+    - plain Optuna: ``study.optimize`` of the same objective in one process on the same PostgreSQL
+      with the same heartbeat settings and sampler;
+    - Ray Tune: ``OptunaSearch`` with the same budget, running a trivial function (no storage).
+(b) Trials/min of ``rf`` on ``classic`` features of the real RAVDESS files with 1 and 2 workers, one
+    thread per worker in both arms; the same enqueued parameters in both arms.
+(c) Pruning on vs off on the same trials (the same enqueued parameters from a seeded RandomSampler),
+    ``random`` protocol, 5 folds: the share of fold fits saved and the change in the best CV score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".emotune" / "numba"))
+DATA = Path(os.environ.get("EMOTUNE_TEST_DATA") or ROOT.parent / "shared" / "data")
+PG = os.environ.get("EMOTUNE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+TRIVIAL = str(ROOT / "benchmarks" / "_trivial_space.py")
+
+
+def _span_ms(study) -> float:
+    """ms per trial between the first start and the last completion."""
+    import optuna
+
+    ts = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    start = min(t.datetime_start for t in ts)
+    end = max(t.datetime_complete for t in ts)
+    return (end - start).total_seconds() * 1000 / len(ts)
+
+
+def _rate(study) -> float:
+    """Finished trials per minute between the first start and the last completion."""
+    import optuna
+
+    ts = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    ]
+    start = min(t.datetime_start for t in ts)
+    end = max(t.datetime_complete for t in ts)
+    return len(ts) / ((end - start).total_seconds() / 60)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--overhead-trials", type=int, default=40)
+    ap.add_argument("--tune-trials", type=int, default=12)
+    ap.add_argument("--scale-trials", type=int, default=12)
+    ap.add_argument("--prune-trials", type=int, default=40)
+    args = ap.parse_args()
+
+    import optuna
+    import ray
+
+    from emotune.features import ray_init
+    from emotune.search import _search
+    from emotune.search import _storage as st
+    from emotune.search._objective import make_objective
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    url = st.normalize_url(PG)
+    tag = uuid.uuid4().hex[:6]
+    cache = Path(tempfile.mkdtemp(prefix="emotune-bench-cache-"))
+    made: list[str] = []
+    ravdess = DATA / "ravdess"
+    ray_init(None, num_cpus=os.cpu_count() or 2)
+
+    def prep(space: str, protocol: str = "actor", folds: int = 5):
+        name = f"bench-{space.rsplit('/', 1)[-1].removesuffix('.py')}-{protocol}-{tag}-{len(made)}"
+        made.append(name)
+        return _search.prepare(
+            space, name, [ravdess], url=url, protocol=protocol, folds=folds, cache_dir=cache, progress=False
+        )
+
+    rows: list[tuple[str, str, str]] = []
+    try:
+        # (a) overhead ---------------------------------------------------------------------------
+        p = prep(TRIVIAL)
+        _search.run(p, n_trials=args.overhead_trials, workers=1, progress=False, pruner="none")
+        ours = _span_ms(optuna.load_study(study_name=p.name, storage=url))
+
+        plain_name = f"bench-plain-{tag}"
+        made.append(plain_name)
+        storage = st.make_storage(url, heartbeat=True)
+        plain = optuna.create_study(
+            study_name=plain_name,
+            storage=storage,
+            direction="maximize",
+            sampler=optuna.samplers.TPESampler(seed=0),
+        )
+        from emotune.spaces import get
+
+        eng = st.engine(url)
+        objective = make_objective(
+            get(TRIVIAL),
+            p.trial_data,
+            metric="uar",
+            seed=0,
+            save_oof=lambda n, b: st.save_blob(eng, plain_name, "oof", b, n),
+        )
+        plain.optimize(objective, n_trials=args.overhead_trials)
+        base = _span_ms(plain)
+        eng.dispose()
+
+        tune_ms = _tune_ms(args.tune_trials)
+        rows += [
+            ("overhead emotune (1 worker)", f"{ours:.1f} ms/trial", f"{args.overhead_trials} trials"),
+            ("overhead plain study.optimize", f"{base:.1f} ms/trial", "same objective, storage, heartbeat"),
+            ("overhead Ray Tune + OptunaSearch", f"{tune_ms:.1f} ms/trial", f"{args.tune_trials} trials"),
+        ]
+
+        # (b) scaling ----------------------------------------------------------------------------
+        sampler = optuna.samplers.RandomSampler(seed=1)
+        draft = optuna.create_study(sampler=sampler)
+        rf = get("rf")
+        params = [rf.suggest(draft.ask()) for _ in range(args.scale_trials)]
+        rates = {}
+        for workers in (1, 2):
+            p = prep("rf")
+            study = optuna.load_study(study_name=p.name, storage=url)
+            for prm in params:
+                study.enqueue_trial(_capped(prm))
+            _search.run(p, n_trials=args.scale_trials, workers=workers, progress=False, pruner="none")
+            rates[workers] = _rate(optuna.load_study(study_name=p.name, storage=url))
+            rows.append(
+                (
+                    f"rf trials/min, {workers} worker(s)",
+                    f"{rates[workers]:.1f}",
+                    f"{args.scale_trials} enqueued trials, 1 thread each",
+                )
+            )
+
+        # (c) pruning ----------------------------------------------------------------------------
+        p = prep("knn", protocol="random", folds=5)
+        knn = get("knn")
+        draft = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
+        prm_list = [knn.suggest(draft.ask()) for _ in range(args.prune_trials)]
+        results = {}
+        for arm, pruner in (("off", "none"), ("on", "auto")):
+            name = f"bench-prune-{arm}-{tag}"
+            made.append(name)
+            from emotune.search._objective import make_pruner
+
+            study = optuna.create_study(
+                study_name=name, storage=url, direction="maximize", pruner=make_pruner(pruner, knn, 5)
+            )
+            for prm in prm_list:
+                study.enqueue_trial(prm)
+            study.optimize(make_objective(knn, p.trial_data, metric="uar", seed=0), n_trials=len(prm_list))
+            trials = study.get_trials(deepcopy=False)
+            fits = sum(len(t.user_attrs.get("fold_scores", [])) for t in trials)
+            results[arm] = (
+                fits,
+                study.best_value,
+                sum(t.state == optuna.trial.TrialState.PRUNED for t in trials),
+            )
+        saved = 1 - results["on"][0] / results["off"][0]
+        delta = results["on"][1] - results["off"][1]
+        rows += [
+            (
+                "pruning off: fold fits / best",
+                f"{results['off'][0]} / {results['off'][1]:.4f}",
+                f"{args.prune_trials} trials, knn, 5 folds",
+            ),
+            (
+                "pruning on: fold fits / best",
+                f"{results['on'][0]} / {results['on'][1]:.4f}",
+                f"{results['on'][2]} pruned (running-mean median)",
+            ),
+        ]
+    finally:
+        for name in made:
+            try:
+                optuna.delete_study(study_name=name, storage=url)
+            except Exception:
+                pass
+        ray.shutdown()
+
+    width = max(len(r[0]) for r in rows)
+    print(f"{'arm'.ljust(width)}  {'value':>22}  notes")
+    for a, v, n in rows:
+        print(f"{a.ljust(width)}  {v:>22}  {n}")
+    print(
+        f"overhead_vs_optuna={ours / base:.3f} overhead_vs_tune={ours / tune_ms:.4f} "
+        f"scale_2w={rates[2] / rates[1]:.2f} prune_saved={saved:.3f} prune_best_delta={delta:+.4f}"
+    )
+
+
+def _capped(params: dict) -> dict:
+    """Enqueued rf params with a bounded size so the scaling arm fits in the time budget."""
+    out = dict(params)
+    if "n_estimators" in out:
+        out["n_estimators"] = min(int(out["n_estimators"]), 300)
+    return out
+
+
+def _tune_ms(n: int) -> float:
+    """ms per trial of Ray Tune + OptunaSearch on a trivial function (Ray already started)."""
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    def trainable(config):
+        return {"score": config["x"]}
+
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"x": tune.uniform(0.0, 1.0)},
+        tune_config=tune.TuneConfig(
+            search_alg=OptunaSearch(metric="score", mode="max", seed=0),
+            num_samples=n,
+            max_concurrent_trials=1,
+        ),
+        run_config=tune.RunConfig(storage_path=tempfile.mkdtemp(prefix="emotune-tune-"), verbose=0),
+    )
+    t0 = time.perf_counter()
+    tuner.fit()
+    return (time.perf_counter() - t0) * 1000 / n
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Audio -> arrays: corpus readers, label schemes, feature sets and the feature cache.
+
+Nothing here imports :mod:`emotune.search`. Heavy libraries (librosa, ray) are imported inside the
+functions that need them, so that importing this package is cheap.
+"""
+
+from __future__ import annotations
+
+from emotune.features._audio import read_audio
+from emotune.features._cache import BuildReport, build, file_hashes, prune
+from emotune.features._corpora import Row, ScanResult, scan
+from emotune.features._errors import AudioError, EmotuneError, FeatureError
+from emotune.features._home import default_cache_dir, emotune_home
+from emotune.features._labels import SCHEMES, class_names, label_of
+from emotune.features._load import Dataset, load, speaker_normalize
+from emotune.features._ray import numba_env, ray_init
+from emotune.features._sets import FEATURE_SETS, extract, extract_file, feature_columns, feature_params
+from emotune.features._synth import synthesize
+
+__all__ = [
+    "FEATURE_SETS",
+    "SCHEMES",
+    "AudioError",
+    "BuildReport",
+    "Dataset",
+    "EmotuneError",
+    "FeatureError",
+    "Row",
+    "ScanResult",
+    "build",
+    "class_names",
+    "default_cache_dir",
+    "emotune_home",
+    "extract",
+    "extract_file",
+    "feature_columns",
+    "feature_params",
+    "file_hashes",
+    "label_of",
+    "load",
+    "numba_env",
+    "prune",
+    "ray_init",
+    "read_audio",
+    "scan",
+    "speaker_normalize",
+    "synthesize",
+]

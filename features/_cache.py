@@ -1,0 +1,807 @@
+"""The feature cache: content-addressed, incremental, atomic, built with parallel Ray tasks.
+
+Layout. One SQLite database, ``index.db`` in the cache folder (WAL mode), holds everything:
+
+``stat``      path, size, mtime_ns -> sha256 of the file's bytes. Lets a warm rebuild skip reading
+              files: an unchanged (path, size, mtime) pair is trusted to hold the same bytes.
+``features``  (key, sha256) -> one array (dtype, shape, raw bytes). ``key`` hashes the feature
+              params (:func:`feature_params`, canonical JSON), the versions of the libraries that
+              compute them and this cache's schema: anything that changes the numbers.
+``failures``  (key, sha256) -> why that content is no audio, so a rebuild reports it without
+              decoding it again.
+``audio``     sha256 -> duration in seconds (length-outlier dropping happens at load time).
+``params``    key -> the params JSON (what a key means, for humans and tools).
+
+Atomicity. Every batch of results is one transaction: a build killed at any moment (kill -9
+included) leaves only whole, committed entries; a later build computes what is missing. Two
+builds on one folder at once both finish with a correct cache (they may compute the same entries
+twice; the rows they write are identical). SQLite's WAL needs a local filesystem: keep the cache off
+NFS. A stat entry is only written when the file was last modified more than a second before it
+was read (as git does for "racily clean" files), so a file rewritten within the same timestamp
+tick is never mistaken for the one that was hashed.
+
+Work. The driver stats every file and hashes only the files the stat cache does not know, while a
+local Ray cluster starts. Files whose content is not cached yet go to Ray tasks in batches (largest
+files first, so the last batches are short); each task reads, hashes, decodes once, computes every
+requested set from one STFT and returns encoded arrays, which the driver commits as they arrive.
+On a one-node cluster tasks get paths; on a multi-node cluster they get the files' bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emotune.features._corpora import Row, scan
+from emotune.features._errors import AudioError, FeatureError
+from emotune.features._home import default_cache_dir
+
+__all__ = ["BuildReport", "build", "file_hashes", "params_key", "prune"]
+
+_SCHEMA = 1
+_DB_NAME = "index.db"
+# Libraries whose versions can change the numbers (decoding, resampling, transforms, filterbanks).
+_LIBRARIES = ("numpy", "scipy", "librosa", "soundfile", "soxr")
+# A file modified less than this long before it was read gets no stat entry (it is hashed again).
+_RACY_NS = 1_000_000_000
+_SQL_CHUNK = 900  # bound parameters per IN (...) query
+_BATCH_MAX = 48  # files per Ray task: ~0.3 s of work, small enough for an even finish
+_SAMPLE = 8  # unknown files hashed by the driver to tell new content from moved or touched files
+_DDL = (
+    "CREATE TABLE stat (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,"
+    " sha TEXT NOT NULL)",
+    "CREATE INDEX stat_sha ON stat (sha)",
+    "CREATE TABLE features (key TEXT NOT NULL, sha TEXT NOT NULL, dtype TEXT NOT NULL, shape TEXT NOT NULL,"
+    " data BLOB NOT NULL, PRIMARY KEY (key, sha))",
+    "CREATE TABLE failures (key TEXT NOT NULL, sha TEXT NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (key, sha))",
+    "CREATE TABLE audio (sha TEXT PRIMARY KEY, duration REAL NOT NULL)",
+    "CREATE TABLE params (key TEXT PRIMARY KEY, json TEXT NOT NULL)",
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# Keys
+
+
+@functools.lru_cache(maxsize=1)
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries the cache key includes, without importing them."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def canonical_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A params dict re-validated by :func:`feature_params` (so equal settings give equal keys)."""
+    from emotune.features._sets import feature_params
+
+    if not isinstance(params, Mapping) or "set" not in params:
+        raise FeatureError(f"feature params must be a dict from feature_params(), got {params!r}")
+    return feature_params(params["set"], **{k: v for k, v in params.items() if k != "set"})
+
+
+def params_key(params: Mapping[str, Any]) -> str:
+    """The cache key of one feature set's params: params + library versions + cache schema.
+
+    Args:
+        params: A dict from :func:`feature_params`.
+
+    Returns:
+        32 hex digits.
+    """
+    blob = json.dumps(
+        {"params": canonical_params(params), "libraries": library_versions(), "schema": _SCHEMA},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+# --------------------------------------------------------------------------------------------------
+# The index database
+
+
+class _Index:
+    """The cache folder's SQLite database. Writes happen in short ``BEGIN IMMEDIATE`` transactions."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.dir = cache_dir
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(cache_dir / _DB_NAME, timeout=120, isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+        except (OSError, sqlite3.Error) as exc:
+            raise FeatureError(f"feature cache {cache_dir}: cannot open ({exc})") from None
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            self._create()
+        elif version != _SCHEMA:
+            raise FeatureError(
+                f"feature cache {cache_dir} has layout version {version}, this emotune uses {_SCHEMA}: "
+                "use another --cache folder or delete this one"
+            )
+
+    def _create(self) -> None:
+        with self.write() as db:
+            if db.execute("PRAGMA user_version").fetchone()[0] == _SCHEMA:
+                return  # another process created it meanwhile
+            for statement in _DDL:
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version={_SCHEMA}")
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; committed on success, rolled back on any error."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def select_in(self, sql: str, values: Sequence[Any], *head: Any) -> Iterator[tuple[Any, ...]]:
+        """Run ``sql`` (holding one ``IN ({})``) over ``values`` in chunks, after ``head`` parameters."""
+        for i in range(0, len(values), _SQL_CHUNK):
+            chunk = values[i : i + _SQL_CHUNK]
+            yield from self.conn.execute(sql.format(",".join("?" * len(chunk))), (*head, *chunk))
+
+    def stats(self, paths: Sequence[str]) -> dict[str, tuple[int, int, str]]:
+        """path -> (size, mtime_ns, sha) of the stat entries of ``paths``."""
+        sql = "SELECT path, size, mtime_ns, sha FROM stat WHERE path IN ({})"
+        return {p: (size, mtime, sha) for p, size, mtime, sha in self.select_in(sql, paths)}
+
+    def present(self, key: str, shas: Sequence[str]) -> set[str]:
+        """The shas among ``shas`` that have an entry (features or failure) under ``key``."""
+        found = set(self.select_in("SELECT sha FROM features WHERE key = ? AND sha IN ({})", shas, key))
+        found |= set(self.select_in("SELECT sha FROM failures WHERE key = ? AND sha IN ({})", shas, key))
+        return {sha for (sha,) in found}
+
+    def failures(self, keys: Sequence[str], shas: Sequence[str]) -> dict[str, str]:
+        """sha -> failure reason, for shas that failed under any of ``keys``."""
+        out: dict[str, str] = {}
+        for key in keys:
+            sql = "SELECT sha, reason FROM failures WHERE key = ? AND sha IN ({})"
+            for sha, reason in self.select_in(sql, shas, key):
+                out.setdefault(sha, reason)
+        return out
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@contextmanager
+def open_index(cache_dir: str | os.PathLike[str] | None) -> Iterator[_Index]:
+    index = _Index(Path(cache_dir).expanduser().absolute() if cache_dir else default_cache_dir())
+    try:
+        yield index
+    finally:
+        index.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# Hashing through the stat cache
+
+
+@dataclass
+class _FileState:
+    """What the driver knows about one file before building."""
+
+    path: str
+    size: int = 0
+    mtime_ns: int = 0
+    sha: str | None = None
+    error: str | None = None  # cannot stat or read
+    record: bool = False  # (size, mtime_ns) is old enough to be trusted: worth a stat entry
+    seen: bool = False  # the path has a stat entry (for other content, or an older timestamp)
+
+
+def _stat_all(index: _Index, paths: Sequence[str]) -> tuple[list[_FileState], list[_FileState]]:
+    """Stat every path and take the sha from the stat cache where (size, mtime) still match.
+
+    Returns:
+        All states (in ``paths`` order) and those still needing a hash.
+    """
+    known = index.stats(paths)
+    now = time.time_ns()
+    states, unknown = [], []
+    for path in paths:
+        state = _FileState(path)
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            state.error = f"cannot read ({exc.strerror or exc})"
+            states.append(state)
+            continue
+        state.size, state.mtime_ns = st.st_size, st.st_mtime_ns
+        state.record = now - st.st_mtime_ns >= _RACY_NS  # for a sha the workers will compute
+        entry = known.get(path)
+        state.seen = entry is not None
+        if entry is not None and entry[0] == st.st_size and entry[1] == st.st_mtime_ns:
+            state.sha = entry[2]
+        else:
+            unknown.append(state)
+        states.append(state)
+    return states, unknown
+
+
+def _hash_one(state: _FileState) -> None:
+    """Hash a file's bytes; flag a stat entry worth recording. Safe to run in threads."""
+    for _ in range(2):
+        started = time.time_ns()
+        try:
+            st = os.stat(state.path)
+            digest = hashlib.sha256()
+            with open(state.path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+                after = os.fstat(f.fileno())
+        except OSError as exc:
+            state.error = f"cannot read ({exc.strerror or exc})"
+            return
+        if (st.st_size, st.st_mtime_ns) == (after.st_size, after.st_mtime_ns):
+            state.size, state.mtime_ns, state.sha = st.st_size, st.st_mtime_ns, digest.hexdigest()
+            state.record = started - st.st_mtime_ns >= _RACY_NS
+            state.error = None
+            return
+        state.error = "the file changed while it was read"
+
+
+def _hash_states(states: Sequence[_FileState], threads: int = 2) -> None:
+    if len(states) <= 2 or threads <= 1:
+        for state in states:
+            _hash_one(state)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(_hash_one, states))
+
+
+def _record_stats(db: sqlite3.Connection, states: Iterable[_FileState]) -> None:
+    db.executemany(
+        "INSERT OR REPLACE INTO stat (path, size, mtime_ns, sha) VALUES (?, ?, ?, ?)",
+        [(s.path, s.size, s.mtime_ns, s.sha) for s in states if s.record and s.sha],
+    )
+
+
+def file_hashes(
+    paths: Iterable[str | os.PathLike[str]], *, cache_dir: str | os.PathLike[str] | None = None
+) -> dict[str, str]:
+    """sha256 of each file's bytes, through the stat cache: unchanged files are not read.
+
+    Args:
+        paths: Files (absolute or relative; keys of the result are absolute).
+        cache_dir: The cache folder (default :func:`default_cache_dir`).
+
+    Returns:
+        Absolute path -> hex sha256, for every path.
+
+    Raises:
+        AudioError: A file cannot be read (the first one, by path order given).
+    """
+    absolute = [os.path.abspath(os.fspath(p)) for p in paths]
+    with open_index(cache_dir) as index:
+        states = resolve_hashes(index, absolute)
+    for state in states:
+        if state.error:
+            raise AudioError(state.path, state.error)
+    return {s.path: str(s.sha) for s in states}
+
+
+def resolve_hashes(index: _Index, paths: Sequence[str]) -> list[_FileState]:
+    states, unknown = _stat_all(index, list(dict.fromkeys(paths)))
+    if unknown:
+        _hash_states(unknown)
+        with index.write() as db:
+            _record_stats(db, unknown)
+    by_path = {s.path: s for s in states}
+    return [by_path[p] for p in paths]
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading entries (used by load)
+
+
+def read_entries(
+    index: _Index, key: str, shas: Sequence[str]
+) -> dict[str, tuple[str, tuple[int, ...], bytes]]:
+    """sha -> (dtype, shape, raw bytes) of the entries under ``key``."""
+    sql = "SELECT sha, dtype, shape, data FROM features WHERE key = ? AND sha IN ({})"
+    out = {}
+    for sha, dtype, shape, data in index.select_in(sql, list(dict.fromkeys(shas)), key):
+        out[sha] = (dtype, tuple(int(n) for n in shape.split(",") if n), data)
+    return out
+
+
+def durations(index: _Index, shas: Sequence[str]) -> dict[str, float]:
+    """sha -> duration in seconds, as measured when the file was built."""
+    sql = "SELECT sha, duration FROM audio WHERE sha IN ({})"
+    return dict(index.select_in(sql, list(dict.fromkeys(shas))))
+
+
+# --------------------------------------------------------------------------------------------------
+# The Ray task
+
+
+def _stft_groups(params: Sequence[Mapping[str, Any]]) -> list[list[int]]:
+    """Indices of params that can share one decode and one STFT (same sr, n_fft, hop_length)."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, p in enumerate(params):
+        groups.setdefault((p["sr"], p["n_fft"], p["hop_length"]), []).append(i)
+    return list(groups.values())
+
+
+def _extract_batch(
+    items: list[tuple[str, bytes | None]], params: list[dict[str, Any]]
+) -> list[tuple[Any, ...]]:
+    """Read, hash, decode and extract a batch of files (runs inside a Ray worker).
+
+    Args:
+        items: ``(path, bytes)`` pairs; ``bytes`` is None when the worker can read the path itself.
+        params: Validated feature params, one per set.
+
+    Returns:
+        One tuple per file: ``(path, sha, arrays, reason, duration)`` where ``arrays`` is a list of
+        ``(dtype, shape, bytes)`` per params (None on failure) and ``reason`` says why it failed
+        (None on success); ``sha`` is None when the file could not be read.
+    """
+    from emotune.features._audio import decode_bytes
+    from emotune.features._sets import extract
+
+    groups = _stft_groups(params)
+    out: list[tuple[Any, ...]] = []
+    for path, data in items:
+        if data is None:
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError as exc:
+                out.append((path, None, None, f"cannot read ({exc.strerror or exc})", None))
+                continue
+        sha = hashlib.sha256(data).hexdigest()
+        arrays: list[tuple[str, str, bytes] | None] = [None] * len(params)
+        duration = None
+        try:
+            for group in groups:
+                sr = params[group[0]]["sr"]
+                y = decode_bytes(data, sr=sr, path=path)
+                if duration is None:
+                    duration = y.shape[0] / sr
+                for i, array in zip(group, extract(y, sr, [params[i] for i in group]), strict=True):
+                    arrays[i] = (array.dtype.str, ",".join(map(str, array.shape)), array.tobytes())
+        except AudioError as exc:
+            out.append((path, sha, None, exc.reason, None))
+            continue
+        except FeatureError as exc:  # params were validated by the driver: this is about the signal
+            out.append((path, sha, None, str(exc), None))
+            continue
+        except Exception as exc:  # a bug: fail loudly, but say which file triggered it
+            raise RuntimeError(f"extracting features of {path} failed: {exc!r}") from exc
+        out.append((path, sha, arrays, None, duration))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# build
+
+
+@dataclass
+class BuildReport:
+    """What :func:`build` did. Counts are files, not file x set.
+
+    Attributes:
+        files: Audio files considered (``built + cached + len(failed)``).
+        built: Files with at least one set computed now.
+        cached: Files whose every set was already in the cache.
+        failed: ``{"path", "reason"}`` per file that is no usable audio; nothing is cached for it.
+        cache: The cache folder.
+        unparsed: ``(path, reason)`` of audio files whose names gave no label (not built).
+        hashes: path -> sha256 of its bytes, for every file that could be read.
+        timings: Seconds spent per phase: ``scan``, ``hash``, ``ray_start``, ``compute`` (from Ray
+            being up until the last result is committed), ``total``.
+    """
+
+    files: int
+    built: int
+    cached: int
+    failed: list[dict[str, str]]
+    cache: str
+    unparsed: list[tuple[str, str]] = field(default_factory=list)
+    hashes: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    sets: list[str] = field(default_factory=list)
+
+
+def _resolve_params(
+    sets: Sequence[str] | str, params: Sequence[Mapping[str, Any]] | None
+) -> list[dict[str, Any]]:
+    from emotune.features._sets import FEATURE_SETS, feature_params
+
+    if params is not None:
+        if isinstance(params, Mapping):
+            params = [params]
+        plist = [canonical_params(p) for p in params]
+    else:
+        names = [sets] if isinstance(sets, str) else list(sets)
+        if "all" in names:
+            names = list(FEATURE_SETS)
+        plist = [feature_params(name) for name in dict.fromkeys(names)]
+    if not plist:
+        raise FeatureError("no feature set to build: give at least one (--set NAME)")
+    return plist
+
+
+def _rows_or_paths(
+    rows_or_paths: Any, corpus: str | None, labels: str | os.PathLike[str] | None
+) -> tuple[list[str], list[tuple[str, str]]]:
+    if isinstance(rows_or_paths, str | os.PathLike | Row):
+        rows_or_paths = [rows_or_paths]
+    items = list(rows_or_paths)
+    if items and all(isinstance(item, Row) for item in items):
+        return list(dict.fromkeys(row.path for row in items)), []
+    if any(isinstance(item, Row) for item in items):
+        raise FeatureError("build() takes rows or paths, not a mix of both")
+    if not items and labels is None:
+        raise FeatureError("nothing to build: give at least one file or folder")
+    scanned = scan([os.fspath(p) for p in items], corpus=corpus, labels=labels)
+    return [row.path for row in scanned.rows], list(scanned.unparsed)
+
+
+def build(
+    rows_or_paths: Sequence[Row] | Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+    *,
+    sets: Sequence[str] | str = ("classic",),
+    params: Sequence[Mapping[str, Any]] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    ray_address: str | None = None,
+    num_cpus: int | None = None,
+    progress: bool = True,
+    strict: bool = False,
+    corpus: str | None = None,
+    labels: str | os.PathLike[str] | None = None,
+) -> BuildReport:
+    """Bring the cache up to date for some files: compute only what is missing, in parallel.
+
+    A rebuild of unchanged files reads no audio, imports no audio library and starts no Ray. Files
+    that are no usable audio (unreadable, empty, truncated, not audio) are listed in ``failed``; the
+    rest still builds. Operating limits: the cache folder must be on a local filesystem (SQLite
+    WAL); files are read by the driver and, on a one-node cluster, by the workers by path, else
+    shipped to the workers as bytes.
+
+    Args:
+        rows_or_paths: Rows from :func:`scan`, or files and folders to scan.
+        sets: Feature set names (``"all"`` for every one); ignored when ``params`` is given.
+        params: Dicts from :func:`feature_params`, for non-default settings.
+        cache_dir: The cache folder (default :func:`default_cache_dir`).
+        ray_address: A Ray cluster to use (default ``$RAY_ADDRESS``, else a local cluster).
+        num_cpus: CPUs of a local cluster (default: all).
+        progress: Show a progress bar on stderr.
+        strict: Raise :class:`FeatureError` after building when any file failed.
+        corpus: Force a corpus when scanning paths (see :func:`scan`).
+        labels: A labels CSV when scanning paths (see :func:`scan`).
+
+    Returns:
+        A :class:`BuildReport`.
+
+    Raises:
+        FeatureError: Bad sets/params, an unusable cache folder, or ``strict`` with failures.
+
+    Example:
+        >>> report = build(["data/ravdess"], sets=["classic", "mfcc_seq"])  # doctest: +SKIP
+        >>> report.files == report.built + report.cached + len(report.failed)  # doctest: +SKIP
+        True
+    """
+    t0 = time.perf_counter()
+    plist = _resolve_params(sets, params)
+    keys = [params_key(p) for p in plist]
+    paths, unparsed = _rows_or_paths(rows_or_paths, corpus, labels)
+    timings = {"scan": time.perf_counter() - t0}
+    with open_index(cache_dir) as index:
+        report = _Build(index, plist, keys, ray_address, num_cpus, progress, timings).run(paths)
+    report.unparsed = unparsed
+    report.timings["total"] = time.perf_counter() - t0
+    if strict and report.failed:
+        first = report.failed[0]
+        raise FeatureError(
+            f"{len(report.failed)} file(s) failed; first: {first['path']}: {first['reason']} (strict)"
+        )
+    return report
+
+
+class _Build:
+    """One run of :func:`build` against an open index."""
+
+    def __init__(
+        self,
+        index: _Index,
+        plist: list[dict[str, Any]],
+        keys: list[str],
+        ray_address: str | None,
+        num_cpus: int | None,
+        progress: bool,
+        timings: dict[str, float],
+    ) -> None:
+        self.index, self.plist, self.keys = index, plist, keys
+        self.ray_address, self.num_cpus, self.progress = ray_address, num_cpus, progress
+        self.timings = timings
+        self.failed: dict[str, str] = {}  # path -> reason
+        self.built: set[str] = set()
+
+    def run(self, paths: list[str]) -> BuildReport:
+        t = time.perf_counter()
+        states, unknown = _stat_all(self.index, paths)
+        unhashed = self._hash(unknown)
+        with self.index.write() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO params (key, json) VALUES (?, ?)",
+                [(k, json.dumps(p, sort_keys=True)) for k, p in zip(self.keys, self.plist, strict=True)],
+            )
+            _record_stats(db, (s for s in unknown if s.sha))
+        for s in states:
+            if s.error:
+                self.failed[s.path] = s.error
+        jobs = self._jobs([s for s in states if s.sha], [s for s in unhashed if not s.error])
+        self.timings["hash"] = time.perf_counter() - t
+        if jobs:
+            self._compute(jobs)
+        self._collect_failures(states)
+        failed = [{"path": p, "reason": r} for p, r in sorted(self.failed.items())]
+        built = len(self.built - set(self.failed))
+        return BuildReport(
+            files=len(states),
+            built=built,
+            cached=len(states) - built - len(failed),
+            failed=failed,
+            cache=str(self.index.dir),
+            hashes={s.path: s.sha for s in states if s.sha},
+            timings=self.timings,
+            sets=[p["set"] for p in self.plist],
+        )
+
+    def _hash(self, unknown: list[_FileState]) -> list[_FileState]:
+        """Hash the files the stat cache does not know, unless they are evidently new.
+
+        Paths seen before (touched or modified since) are hashed here. Of the paths never seen, a
+        sample spread over them is hashed first: when none of it is cached, they are taken as new,
+        and the workers hash them as they read them anyway, so the driver does not (and Ray starts
+        at once). Otherwise every one is hashed here, so that content already cached under another
+        path (a moved or copied corpus) is not computed again.
+
+        Returns:
+            The files left for the workers to hash.
+        """
+        _hash_states([s for s in unknown if s.seen])
+        new = [s for s in unknown if not s.seen]
+        if not new:
+            return []
+        step = max(1, len(new) // _SAMPLE)
+        sample = new[::step][:_SAMPLE]
+        _hash_states(sample)
+        if len(new) > len(sample) and self._all_new([s for s in sample if s.sha]):
+            return [s for s in new if s.sha is None and not s.error]
+        _hash_states([s for s in new if s.sha is None and not s.error])
+        return []
+
+    def _all_new(self, states: Sequence[_FileState]) -> bool:
+        shas = list(dict.fromkeys(str(s.sha) for s in states))
+        return all(not self.index.present(key, shas) for key in self.keys)
+
+    def _jobs(self, hashed: Sequence[_FileState], unhashed: Sequence[_FileState]) -> list[_Job]:
+        """One job per distinct content lacking an entry under some key, plus one per unhashed file."""
+        shas = list(dict.fromkeys(str(s.sha) for s in hashed))
+        present = [self.index.present(key, shas) for key in self.keys]
+        by_sha: dict[str, list[_FileState]] = {}
+        for s in hashed:
+            by_sha.setdefault(str(s.sha), []).append(s)
+        jobs = []
+        for sha, states in by_sha.items():
+            missing = tuple(i for i, have in enumerate(present) if sha not in have)
+            if missing:
+                jobs.append(_Job(states[0].path, sha, states, missing))
+        everything = tuple(range(len(self.keys)))
+        jobs += [_Job(s.path, None, [s], everything) for s in unhashed]
+        return jobs
+
+    def _compute(self, jobs: list[_Job]) -> None:
+        import ray
+
+        from emotune.features._ray import is_single_node, ray_init
+
+        t = time.perf_counter()
+        ray_init(self.ray_address, num_cpus=self.num_cpus)
+        self.timings["ray_start"] = time.perf_counter() - t
+        t = time.perf_counter()
+        cpus = max(int(ray.cluster_resources().get("CPU", 1)), 1)
+        size = max(1, min(_BATCH_MAX, math.ceil(len(jobs) / (cpus * 6))))
+        by_sets: dict[tuple[int, ...], list[_Job]] = {}
+        # Largest files first, so that the batches finishing last are the short ones.
+        for job in sorted(jobs, key=lambda j: -j.states[0].size):
+            by_sets.setdefault(job.sets, []).append(job)
+        batches = [group[i : i + size] for group in by_sets.values() for i in range(0, len(group), size)]
+        ship_bytes = not is_single_node()
+        task = ray.remote(num_cpus=1, max_retries=2)(_extract_batch)
+        params_refs = {sets: ray.put([self.plist[i] for i in sets]) for sets in by_sets}
+        bar = _progress(len(jobs), self.progress)
+        pending: dict[Any, list[_Job]] = {}
+        try:
+            for batch in batches:
+                while len(pending) >= 2 * cpus:
+                    self._drain(pending, bar)
+                items = [(job.path, _read_or_none(job.path) if ship_bytes else None) for job in batch]
+                pending[task.remote(items, params_refs[batch[0].sets])] = batch
+            while pending:
+                self._drain(pending, bar)
+        finally:
+            bar.close()
+        self.timings["compute"] = time.perf_counter() - t
+
+    def _drain(self, pending: dict[Any, list[_Job]], bar: Any) -> None:
+        """Wait for one task and commit its results."""
+        import ray
+
+        done, _ = ray.wait(list(pending), num_returns=1)
+        for ref in done:
+            batch = pending.pop(ref)
+            self._commit(batch, ray.get(ref))
+            bar.update(len(batch))
+
+    def _commit(self, batch: list[_Job], results: list[tuple[Any, ...]]) -> None:
+        features, failures, audio, stats = [], [], [], []
+        for job, (path, sha, arrays, reason, duration) in zip(batch, results, strict=True):
+            assert path == job.path
+            if sha is None:
+                for s in job.states:
+                    self.failed[s.path] = reason
+                continue
+            if job.sha is None:
+                # The worker hashed what it read. The stat was taken before, so should the file have
+                # changed in between, its entry maps the old (size, mtime) and is never matched again.
+                job.states[0].sha = sha
+                stats += job.states
+            elif sha != job.sha:
+                for s in job.states:
+                    self.failed[s.path] = "the file changed during the build; run it again"
+                continue
+            keys = [self.keys[i] for i in job.sets]
+            if arrays is None:
+                failures += [(key, sha, reason) for key in keys]
+                continue
+            features += [(key, sha, *a) for key, a in zip(keys, arrays, strict=True)]
+            audio.append((sha, duration))
+            self.built.update(s.path for s in job.states)
+        with self.index.write() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO features (key, sha, dtype, shape, data) VALUES (?, ?, ?, ?, ?)",
+                features,
+            )
+            db.executemany("INSERT OR REPLACE INTO failures (key, sha, reason) VALUES (?, ?, ?)", failures)
+            db.executemany("INSERT OR REPLACE INTO audio (sha, duration) VALUES (?, ?)", audio)
+            _record_stats(db, stats)
+
+    def _collect_failures(self, states: Sequence[_FileState]) -> None:
+        """Files whose content failed (now or in an earlier build) are failed, with the reason."""
+        shas = list(dict.fromkeys(s.sha for s in states if s.sha))
+        reasons = self.index.failures(self.keys, shas)
+        for s in states:
+            if s.sha in reasons and s.path not in self.failed:
+                self.failed[s.path] = reasons[s.sha]
+
+
+@dataclass
+class _Job:
+    """One file to compute: its path, its content's sha when the driver hashed it, every path with
+    that content, and the indices of the params to compute."""
+
+    path: str
+    sha: str | None
+    states: list[_FileState]
+    sets: tuple[int, ...]
+
+
+def _read_or_none(path: str) -> bytes | None:
+    """The file's bytes for a remote worker; None lets the worker report the read error itself."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, unit="file", desc="features", file=sys.stderr, disable=not enabled, dynamic_ncols=True
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# prune
+
+
+def prune(
+    cache_dir: str | os.PathLike[str] | None = None,
+    keep_paths: Iterable[str | os.PathLike[str]] | None = None,
+) -> int:
+    """Drop cache entries that no known file refers to any more.
+
+    Without ``keep_paths``, a file is known when it has a stat entry and still exists with the same
+    size and modification time. With ``keep_paths`` (files and folders), only the audio files under
+    them are known: everything else is dropped.
+
+    Args:
+        cache_dir: The cache folder (default :func:`default_cache_dir`).
+        keep_paths: Files and folders whose features to keep.
+
+    Returns:
+        Number of entries (feature arrays and recorded failures) dropped.
+    """
+    with open_index(cache_dir) as index:
+        if keep_paths is None:
+            live = _live_shas(index)
+        else:
+            from emotune.features._corpora import AUDIO_EXTENSIONS
+
+            files: list[str] = []
+            for root in keep_paths:
+                root = os.path.abspath(os.fspath(root))
+                if os.path.isdir(root):
+                    for folder, _, names in os.walk(root):
+                        files += [
+                            os.path.join(folder, n)
+                            for n in names
+                            if os.path.splitext(n)[1].lower() in AUDIO_EXTENSIONS
+                        ]
+                elif os.path.isfile(root):
+                    files.append(root)
+            live = {s.sha for s in resolve_hashes(index, files) if s.sha}
+        with index.write() as db:
+            db.execute("CREATE TEMP TABLE IF NOT EXISTS live (sha TEXT PRIMARY KEY)")
+            db.execute("DELETE FROM live")
+            db.executemany("INSERT OR IGNORE INTO live (sha) VALUES (?)", [(s,) for s in live])
+            dropped = db.execute("DELETE FROM features WHERE sha NOT IN (SELECT sha FROM live)").rowcount
+            dropped += db.execute("DELETE FROM failures WHERE sha NOT IN (SELECT sha FROM live)").rowcount
+            db.execute("DELETE FROM audio WHERE sha NOT IN (SELECT sha FROM live)")
+            db.execute("DELETE FROM stat WHERE sha NOT IN (SELECT sha FROM live)")
+            db.execute(
+                "DELETE FROM params WHERE key NOT IN (SELECT key FROM features UNION SELECT key FROM failures)"
+            )
+        if dropped:
+            index.conn.execute("VACUUM")
+        return dropped
+
+
+def _live_shas(index: _Index) -> set[str]:
+    """Shas of stat entries whose file still exists unchanged; stale stat entries are removed."""
+    live, stale = set(), []
+    for path, size, mtime_ns, sha in index.conn.execute("SELECT path, size, mtime_ns, sha FROM stat"):
+        try:
+            st = os.stat(path)
+        except OSError:
+            stale.append(path)
+            continue
+        if (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
+            live.add(sha)
+        else:
+            stale.append(path)
+    with index.write() as db:
+        db.executemany("DELETE FROM stat WHERE path = ?", [(p,) for p in stale])
+    return live

@@ -1,0 +1,138 @@
+"""Ray start-up shared by the feature build and the search workers, and numba's shared JIT cache.
+
+Authentication. Ray 2.60 turns token authentication on for a cluster that ``ray.init()`` starts
+and warns at every start unless ``RAY_AUTH_MODE`` is set. emotune always sets it before Ray starts:
+
+- A user's ``RAY_AUTH_MODE`` (``token`` or ``disabled``) is respected as it is.
+- Local cluster (no address): ``disabled``. It exists for one command only, and token mode costs
+  about 3 s more start-up here. Set ``RAY_AUTH_MODE=token`` to have it authenticated anyway.
+- Attaching to a cluster (``address`` or ``$RAY_ADDRESS``): ``token`` when a token is available
+  (``$RAY_AUTH_TOKEN``, the file ``$RAY_AUTH_TOKEN_PATH``, or ``~/.ray/auth_token``), else
+  ``disabled``.
+
+A cluster with token authentication shares one token: create it once with
+``ray get-auth-token --generate`` (written to ``~/.ray/auth_token``), copy that file to every node and
+every machine that runs ``emotune`` against the cluster (or set ``RAY_AUTH_TOKEN`` /
+``RAY_AUTH_TOKEN_PATH`` there), and start every node with ``RAY_AUTH_MODE=token ray start ...``. The
+mode must be the same on every node and driver.
+
+numba. librosa JIT-compiles helpers with ``cache=True``; ``NUMBA_CACHE_DIR`` (default
+``emotune_home()/numba``) points every process at one on-disk cache, so the compilation is paid
+once per machine, not once per worker. A local cluster inherits it from the environment; a cluster
+we attach to gets it through the job's ``runtime_env``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from emotune.features._home import emotune_home
+
+__all__ = ["auth_mode", "is_single_node", "numba_env", "ray_init", "ray_shutdown"]
+
+_AUTH_ENV = "RAY_AUTH_MODE"
+
+
+def numba_env() -> dict[str, str]:
+    """Environment variables every Ray worker needs.
+
+    Returns:
+        ``{"NUMBA_CACHE_DIR": path}``: ``$NUMBA_CACHE_DIR`` when set, else ``emotune_home()/"numba"``
+        (created on demand).
+    """
+    cache = os.environ.get("NUMBA_CACHE_DIR") or str(emotune_home() / "numba")
+    Path(cache).mkdir(parents=True, exist_ok=True)
+    return {"NUMBA_CACHE_DIR": cache}
+
+
+def auth_mode(address: str | None) -> str:
+    """The ``RAY_AUTH_MODE`` emotune uses for a local cluster (``address=None``) or an attach.
+
+    See the module docstring for the rules.
+    """
+    explicit = os.environ.get(_AUTH_ENV)
+    if explicit:
+        return explicit
+    if address is None:
+        return "disabled"
+    token_path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    has_token = bool(os.environ.get("RAY_AUTH_TOKEN")) or (
+        Path(token_path).is_file() if token_path else (Path.home() / ".ray" / "auth_token").is_file()
+    )
+    return "token" if has_token else "disabled"
+
+
+def ray_init(address: str | None = None, *, num_cpus: int | None = None) -> None:
+    """Attach to a Ray cluster, or start a local one for this process; a no-op when Ray is up.
+
+    Args:
+        address: ``host:port`` of a running cluster (or ``"auto"``). ``None`` uses ``$RAY_ADDRESS``
+            when set, else starts a local cluster (no dashboard) with ``num_cpus`` CPUs.
+        num_cpus: CPUs of a local cluster (default: all cores). Ignored when attaching: a running
+            cluster's resources are what its nodes declared.
+
+    Raises:
+        FeatureError: ``num_cpus`` is not a positive integer.
+
+    Example:
+        >>> ray_init(num_cpus=2)  # doctest: +SKIP
+    """
+    from emotune.features._errors import FeatureError
+
+    if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 1):
+        raise FeatureError(f"num_cpus={num_cpus!r} must be a positive integer")
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    os.environ[_AUTH_ENV] = auth_mode(address)
+    # Ray only reports usage when asked; never let a library call phone home by default.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    env = numba_env()
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "logging_level": logging.WARNING,
+    }
+    if address is None:
+        # Workers of a local cluster inherit this process's environment.
+        os.environ.update(env)
+        ray.init(num_cpus=num_cpus, **kwargs)
+    else:
+        ray.init(address=address, runtime_env={"env_vars": env}, **kwargs)
+
+
+def is_single_node() -> bool:
+    """Whether every alive node of the connected cluster is this driver's own node.
+
+    Then workers see this machine's files and paths can be sent instead of file contents.
+    """
+    import ray
+
+    here = ray.get_runtime_context().get_node_id()
+    return all(node["NodeID"] == here for node in ray.nodes() if node.get("Alive"))
+
+
+def ray_shutdown() -> None:
+    """Disconnect from Ray, stopping a local cluster this process started, without the slow path.
+
+    ``ray.shutdown()`` gives each of its processes one second to exit after SIGTERM; the autoscaler
+    monitor of a local cluster always takes the full second. It holds nothing worth saving, so it
+    is killed outright first; everything else goes through ``ray.shutdown()``.
+    """
+    import ray
+
+    if not ray.is_initialized():
+        return
+    try:  # private API: only an optimisation, never an error
+        node = ray._private.worker._global_node
+        monitors = node.all_processes.get("monitor", []) if node is not None and node.head else []
+        for info in monitors:
+            info.process.kill()
+    except Exception:  # pragma: no cover - depends on Ray internals
+        pass
+    ray.shutdown()

@@ -1,0 +1,764 @@
+"""Feature sets: every set a file needs from one decode and one short-time Fourier transform.
+
+Four sets, each described by a JSON-clean parameter dict (:func:`feature_params`) that holds every
+setting that changes its numbers, plus ``"set"`` and a code ``"version"`` (the cache keys on it):
+
+``classic`` [shape=(n_mfcc + n_chroma + n_mels,) = (180,)]
+    Seed 000's vector: time means of 40 MFCC, 12 chroma and 128 mel bands, i.e. what
+    ``librosa.feature.mfcc(y=y, sr=sr, n_mfcc=40)``, ``librosa.feature.chroma_stft(S=np.abs(
+    librosa.stft(y)), sr=sr)`` and ``librosa.feature.melspectrogram(y=y, sr=sr)`` give, averaged
+    over frames, in that order.
+``classic_stats`` [shape=(D,)]
+    Per-file statistics with named columns (:func:`feature_columns`); see :func:`_stats_columns`
+    for the blocks. D = 479 at the defaults.
+``mfcc_seq`` [shape=(n_mfcc, frames) = (20, 236)]
+    Seed 003's MFCC sequence, padded or truncated at the end to a fixed number of frames.
+``melspec`` [shape=size = (128, 128)]
+    Log-mel spectrogram image (dB re the file's maximum), resized with a deterministic triangle
+    filter; ``size=(224, 224)`` gives seed 000's VGG input.
+
+Shared analysis (one per :func:`extract` call): Hann window, ``n_fft=2048``, ``hop_length=512``,
+centred frames with zero padding (librosa's defaults, as the seeds); magnitude ``|X|`` and power
+``|X|**2``; one slaney mel filterbank (0 Hz to Nyquist) applied to the power; MFCC = orthonormal
+DCT-II of ``power_to_db`` (ref 1, top_db 80) of that mel; chroma from the magnitude with librosa's
+tuning estimate computed on the same magnitude. Filterbanks are cached per setting.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from emotune.features._audio import read_audio
+from emotune.features._errors import FeatureError
+
+__all__ = [
+    "FEATURE_SETS",
+    "PAD_MODES",
+    "extract",
+    "extract_file",
+    "feature_columns",
+    "feature_params",
+    "feature_shape",
+]
+
+FEATURE_SETS: tuple[str, ...] = ("classic", "classic_stats", "mfcc_seq", "melspec")
+PAD_MODES: tuple[str, ...] = ("median", "constant", "edge", "wrap")
+F0_METHODS: tuple[str, ...] = ("yin", "pyin")
+
+# Bump a set's version whenever a code change changes its numbers: the cache keys on it.
+_VERSIONS = {"classic": 1, "classic_stats": 1, "mfcc_seq": 1, "melspec": 1}
+
+# Parameters every set shares; one extract() call needs them equal across its sets.
+_STFT_DEFAULTS: dict[str, Any] = {"sr": 22050, "n_fft": 2048, "hop_length": 512}
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "classic": {"n_mfcc": 40, "n_chroma": 12, "n_mels": 128},
+    "classic_stats": {
+        "n_mfcc": 40,
+        "n_chroma": 12,
+        "n_mels": 128,
+        "delta_width": 9,
+        "contrast_bands": 6,
+        "contrast_fmin": 200.0,
+        "f0": "yin",
+        "f0_fmin": 60.0,
+        "f0_fmax": 600.0,
+        "f0_frame_length": 1024,
+        "f0_trough_threshold": 0.1,
+        "f0_voicing_threshold": 0.3,
+        "f0_gate_db": 40.0,
+    },
+    # "median": pad with each coefficient's median frame. Seed 003 padded with the median; in the
+    # MFCC domain the median frame is a typical frame of the file, whereas zeros are not silence
+    # (c0 = 0 is a specific loudness), "edge" repeats the trailing frame (often silence) and
+    # "wrap" repeats content, which a sequence model could mistake for more speech.
+    "mfcc_seq": {"n_mfcc": 20, "n_mels": 128, "frames": 236, "pad": "median"},
+    "melspec": {"n_mels": 128, "top_db": 80.0, "size": [128, 128]},
+}
+
+# Settings fixed by the code (covered by the version): librosa's defaults, as the seeds used them.
+_TOP_DB = 80.0  # power_to_db clipping below the file's maximum, for MFCC and log-mel statistics
+_TUNING_FMIN, _TUNING_FMAX, _TUNING_THRESHOLD = 150.0, 4000.0, 0.1  # librosa.piptrack defaults
+_CHROMA_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+_TONNETZ_NAMES = ("fifth_x", "fifth_y", "minor_x", "minor_y", "major_x", "major_y")
+_F0_STATS = ("f0_mean", "f0_std", "f0_min", "f0_max", "f0_range", "f0_median", "voiced_fraction")
+
+
+# --------------------------------------------------------------------------------------------------
+# Parameters
+
+
+def feature_params(name: str, **overrides: Any) -> dict[str, Any]:
+    """Every parameter that changes a feature set's numbers, as a JSON-clean dict.
+
+    Args:
+        name: One of :data:`FEATURE_SETS`.
+        **overrides: Parameters to change from the defaults. ``set`` and ``version`` may be given
+            (e.g. when re-validating a stored dict) and must then match ``name`` and this code.
+
+    Returns:
+        ``{"set": name, "version": int, "sr": ..., "n_fft": ..., "hop_length": ..., ...}``.
+
+    Raises:
+        FeatureError: unknown set, unknown parameter, or a bad value (the message names it).
+
+    Example:
+        >>> feature_params("mfcc_seq", frames=200)["frames"]
+        200
+        >>> feature_params("melspec", size=(224, 224))["size"]
+        [224, 224]
+    """
+    if name not in FEATURE_SETS:
+        raise FeatureError(f"unknown feature set {name!r} (valid: {', '.join(FEATURE_SETS)})")
+    overrides = dict(overrides)
+    given = overrides.pop("set", name)
+    if given != name:
+        raise FeatureError(f"{name}: parameter set={given!r} does not match the set name")
+    version = overrides.pop("version", _VERSIONS[name])
+    if version != _VERSIONS[name]:
+        raise FeatureError(
+            f"{name}: version={version!r} was made by another emotune; this one computes version "
+            f"{_VERSIONS[name]} (rebuild the features)"
+        )
+    defaults = {**_STFT_DEFAULTS, **_DEFAULTS[name]}
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise FeatureError(f"{name}: unknown parameter {unknown[0]!r} (valid: {', '.join(defaults)})")
+    params: dict[str, Any] = {"set": name, "version": _VERSIONS[name]}
+    for key, default in defaults.items():
+        value = overrides.get(key, default)
+        params[key] = _VALIDATORS[key](name, key, value)
+    _check_together(params)
+    return params
+
+
+def _int_at_least(lo: int) -> Callable[[str, str, Any], int]:
+    def check(name: str, key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+            raise FeatureError(f"{name}: {key}={value!r} must be an integer >= {lo}")
+        return int(value)
+
+    return check
+
+
+def _positive_float(name: str, key: str, value: Any) -> float:
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value <= 0:
+        raise FeatureError(f"{name}: {key}={value!r} must be a positive number")
+    return float(value)
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str, str, Any], str]:
+    def check(name: str, key: str, value: Any) -> str:
+        if value not in choices:
+            raise FeatureError(f"{name}: {key}={value!r} must be one of {', '.join(choices)}")
+        return str(value)
+
+    return check
+
+
+def _image_size(name: str, key: str, value: Any) -> list[int]:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (value, value)
+    ok = isinstance(value, (list, tuple)) and len(value) == 2
+    if not ok or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in value):
+        raise FeatureError(f"{name}: {key}={value!r} must be (height, width), two integers >= 1")
+    return [int(value[0]), int(value[1])]
+
+
+def _odd_at_least_3(name: str, key: str, value: Any) -> int:
+    value = _int_at_least(3)(name, key, value)
+    if value % 2 == 0:
+        raise FeatureError(f"{name}: {key}={value!r} must be an odd integer >= 3")
+    return value
+
+
+_VALIDATORS: dict[str, Callable[[str, str, Any], Any]] = {
+    "sr": _int_at_least(1000),
+    "n_fft": _int_at_least(16),
+    "hop_length": _int_at_least(1),
+    "n_mfcc": _int_at_least(1),
+    "n_chroma": _int_at_least(1),
+    "n_mels": _int_at_least(1),
+    "delta_width": _odd_at_least_3,
+    "contrast_bands": _int_at_least(1),
+    "contrast_fmin": _positive_float,
+    "f0": _choice(F0_METHODS),
+    "f0_fmin": _positive_float,
+    "f0_fmax": _positive_float,
+    "f0_frame_length": _int_at_least(16),
+    "f0_trough_threshold": _positive_float,
+    "f0_voicing_threshold": _positive_float,
+    "f0_gate_db": _positive_float,
+    "frames": _int_at_least(1),
+    "pad": _choice(PAD_MODES),
+    "top_db": _positive_float,
+    "size": _image_size,
+}
+
+
+def _check_together(p: dict[str, Any]) -> None:
+    """Rules that involve more than one parameter."""
+    name, nyquist = p["set"], p["sr"] / 2
+    if "n_mfcc" in p and p["n_mfcc"] > p["n_mels"]:
+        raise FeatureError(f"{name}: n_mfcc={p['n_mfcc']} must not exceed n_mels={p['n_mels']}")
+    if name != "classic_stats":
+        return
+    top_band = p["contrast_fmin"] * 2.0 ** (p["contrast_bands"] - 1)
+    if top_band >= nyquist:
+        raise FeatureError(
+            f"{name}: contrast_bands={p['contrast_bands']} with contrast_fmin={p['contrast_fmin']} "
+            f"puts a band edge at {top_band:g} Hz, at or above the Nyquist frequency {nyquist:g} Hz "
+            f"of sr={p['sr']}"
+        )
+    if p["f0_fmax"] > nyquist:
+        raise FeatureError(f"{name}: f0_fmax={p['f0_fmax']} exceeds the Nyquist frequency {nyquist:g} Hz")
+    if p["f0_fmin"] >= p["f0_fmax"]:
+        raise FeatureError(f"{name}: f0_fmin={p['f0_fmin']} must be below f0_fmax={p['f0_fmax']}")
+    if p["sr"] / p["f0_fmin"] >= p["f0_frame_length"] - 1:
+        raise FeatureError(
+            f"{name}: f0_fmin={p['f0_fmin']} is too low for f0_frame_length={p['f0_frame_length']} at "
+            f"sr={p['sr']} (the longest period must fit a frame: f0_fmin > "
+            f"{p['sr'] / (p['f0_frame_length'] - 1):.1f})"
+        )
+
+
+def _validated(params: Any) -> dict[str, Any]:
+    """Re-check a params dict (e.g. one loaded from JSON) against this code."""
+    if not isinstance(params, Mapping) or "set" not in params:
+        raise FeatureError(f"feature params must be a dict from feature_params(), got {params!r}")
+    rest = {k: v for k, v in params.items() if k != "set"}
+    return feature_params(params["set"], **rest)
+
+
+def _as_params(name_or_params: str | Mapping[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(name_or_params, str):
+        return feature_params(name_or_params, **overrides)
+    return _validated({**name_or_params, **overrides})
+
+
+def feature_shape(name_or_params: str | Mapping[str, Any], **overrides: Any) -> tuple[int, ...]:
+    """The shape of one file's array for a set.
+
+    Args:
+        name_or_params: A set name (defaults plus ``overrides``) or a dict from :func:`feature_params`.
+        **overrides: Parameters to change.
+
+    Returns:
+        ``(n_mfcc + n_chroma + n_mels,)``, ``(len(feature_columns(...)),)``, ``(n_mfcc, frames)``
+        or ``(height, width)``.
+    """
+    p = _as_params(name_or_params, overrides)
+    if p["set"] == "classic":
+        return (p["n_mfcc"] + p["n_chroma"] + p["n_mels"],)
+    if p["set"] == "classic_stats":
+        return (len(_stats_columns(p)),)
+    if p["set"] == "mfcc_seq":
+        return (p["n_mfcc"], p["frames"])
+    return (p["size"][0], p["size"][1])
+
+
+def feature_columns(name_or_params: str | Mapping[str, Any], **overrides: Any) -> list[str]:
+    """Column names of a vector set (``classic`` or ``classic_stats``), in array order.
+
+    Args:
+        name_or_params: A set name (defaults plus ``overrides``) or a dict from :func:`feature_params`.
+        **overrides: Parameters to change.
+
+    Returns:
+        One name per value, e.g. ``["mfcc_mean_0", ..., "chroma_mean_C", ..., "mel_mean_127"]``.
+
+    Raises:
+        FeatureError: a 2-D set (``mfcc_seq``, ``melspec``) or bad params.
+    """
+    p = _as_params(name_or_params, overrides)
+    if p["set"] == "classic":
+        return (
+            [f"mfcc_mean_{i}" for i in range(p["n_mfcc"])]
+            + [f"chroma_mean_{c}" for c in _chroma_names(p["n_chroma"])]
+            + [f"mel_mean_{i}" for i in range(p["n_mels"])]
+        )
+    if p["set"] == "classic_stats":
+        return _stats_columns(p)
+    raise FeatureError(f"{p['set']}: a 2-D feature set has no column names (shape {feature_shape(p)})")
+
+
+def _chroma_names(n_chroma: int) -> list[str]:
+    return list(_CHROMA_NAMES) if n_chroma == 12 else [str(i) for i in range(n_chroma)]
+
+
+def _stats_columns(p: Mapping[str, Any]) -> list[str]:
+    """``classic_stats`` columns, block by block (mean then std over frames unless noted):
+
+    - ``mfcc_{mean,std}_{i}``: MFCC 0..n_mfcc-1 (as in ``classic``).
+    - ``mfcc_delta_{mean,std}_{i}``: their first derivative (Savitzky-Golay, ``delta_width`` frames,
+      edges by nearest-frame padding so that any length works).
+    - ``chroma_{mean,std}_{C..B}``: chroma from the magnitude, each frame scaled to max 1.
+    - ``logmel_{mean,std}_{i}``: mel bands in dB (ref 1.0, clipped 80 dB below the file's maximum).
+    - ``contrast_{mean,std}_{k}``: spectral contrast (dB) of ``contrast_bands`` octave bands from
+      ``contrast_fmin`` plus the band above them.
+    - ``tonnetz_{mean,std}_{fifth,minor,major}_{x,y}``: tonal centroids from the same chroma (no CQT).
+    - ``zcr_{mean,std}``, ``rms_{mean,std}``, ``centroid_{mean,std}``: zero-crossing rate per frame,
+      RMS from the spectrum, spectral centroid in Hz.
+    - ``f0_{mean,std,min,max,range,median}`` in Hz over voiced frames, and ``voiced_fraction``:
+      f0 by YIN (or pYIN when ``f0="pyin"``) between ``f0_fmin`` and ``f0_fmax`` on frames of
+      ``f0_frame_length`` samples centred on the STFT frames. YIN takes the first dip of the
+      normalised difference below ``f0_trough_threshold`` (else its minimum) as the period, as
+      ``librosa.yin``; the frame is voiced when the difference there (its aperiodicity) is below
+      ``f0_voicing_threshold`` (pYIN: its own voicing decision) and its RMS is within
+      ``f0_gate_db`` of the loudest frame. All zero when no frame is voiced.
+    """
+    cols: list[str] = []
+    for block, names in (
+        ("mfcc", range(p["n_mfcc"])),
+        ("mfcc_delta", range(p["n_mfcc"])),
+        ("chroma", _chroma_names(p["n_chroma"])),
+        ("logmel", range(p["n_mels"])),
+        ("contrast", range(p["contrast_bands"] + 1)),
+        ("tonnetz", _TONNETZ_NAMES),
+    ):
+        for stat in ("mean", "std"):
+            cols += [f"{block}_{stat}_{n}" for n in names]
+    for block in ("zcr", "rms", "centroid"):
+        cols += [f"{block}_mean", f"{block}_std"]
+    return cols + list(_F0_STATS)
+
+
+# --------------------------------------------------------------------------------------------------
+# Extraction
+
+
+def extract(y: np.ndarray, sr: int, params: Sequence[Mapping[str, Any]]) -> list[np.ndarray]:
+    """Compute feature sets from one signal with a single STFT shared by all of them.
+
+    Args:
+        y: [shape=(n,)] mono audio, ``n >= 1``, finite (as :func:`read_audio` returns it).
+        sr: Sample rate of ``y``; must equal every params' ``sr``.
+        params: Dicts from :func:`feature_params`, one per wanted set. All must agree on
+            ``sr``, ``n_fft`` and ``hop_length``.
+
+    Returns:
+        One finite float32 array per params dict, in order; shapes as :func:`feature_shape`.
+
+    Raises:
+        FeatureError: bad or disagreeing params, or a signal that is empty, not 1-D or not finite.
+
+    Thread-safe. Its matrix products are small: where processes share cores, give each one BLAS
+    thread (``OMP_NUM_THREADS=1``, as Ray does for its one-CPU tasks); waking idle BLAS threads on a
+    busy machine costs more than the products.
+
+    Example:
+        >>> classic, image = extract(y, 22050, [feature_params("classic"),
+        ...                                     feature_params("melspec")])  # doctest: +SKIP
+    """
+    plist = _params_list(params)
+    first = plist[0]
+    for p in plist:
+        for key in _STFT_DEFAULTS:
+            if p[key] != first[key]:
+                raise FeatureError(
+                    f"{p['set']}: {key}={p[key]} differs from {first['set']}'s {key}={first[key]}; "
+                    "one extract() call shares one STFT, so sr, n_fft and hop_length must agree"
+                )
+    if sr != first["sr"]:
+        raise FeatureError(
+            f"{first['set']}: the audio is at sr={sr} but the params ask for sr={first['sr']} "
+            "(read it with read_audio(path, sr=...))"
+        )
+    y = np.asarray(y)
+    if y.ndim != 1 or y.size == 0:
+        raise FeatureError(f"audio must be a non-empty 1-D array, got shape {y.shape}")
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    if not np.isfinite(y).all():
+        raise FeatureError("audio holds NaN or inf samples")
+    analysis = _Analysis(y, sr=first["sr"], n_fft=first["n_fft"], hop_length=first["hop_length"])
+    return [_COMPUTE[p["set"]](analysis, p) for p in plist]
+
+
+def extract_file(path: str | os.PathLike[str], params: Sequence[Mapping[str, Any]]) -> list[np.ndarray]:
+    """:func:`read_audio` at the params' sample rate, then :func:`extract`.
+
+    Raises:
+        AudioError: the file cannot be used as audio.
+        FeatureError: bad params.
+    """
+    plist = _params_list(params)
+    y = read_audio(path, sr=plist[0]["sr"])
+    return extract(y, plist[0]["sr"], plist)
+
+
+def _params_list(params: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    if isinstance(params, (Mapping, str)) or not isinstance(params, Sequence):
+        raise FeatureError(f"params must be a list of feature_params() dicts, got {type(params).__name__}")
+    if not params:
+        raise FeatureError("params is empty: give at least one feature_params() dict")
+    return [_validated(p) for p in params]
+
+
+class _Analysis:
+    """One signal's STFT and what is derived from it, each piece computed at most once.
+
+    Arrays are frame-major, [shape=(t, ...)], as the FFT produces them (one frame per row): each
+    filterbank is one product over the rows, and the tuning estimate reads contiguous bands. Sets
+    transpose to librosa's (feature, time) layout where they return a matrix.
+    """
+
+    def __init__(self, y: np.ndarray, *, sr: int, n_fft: int, hop_length: int) -> None:
+        self.y, self.sr, self.n_fft, self.hop_length = y, sr, n_fft, hop_length
+        self.magnitude = _magnitude(y, n_fft=n_fft, hop_length=hop_length)  # (t, 1 + n_fft // 2)
+        self._memo: dict[tuple[Any, ...], Any] = {}
+
+    def _once(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    @property
+    def power(self) -> np.ndarray:
+        """[shape=(t, 1 + n_fft // 2)] ``|X|**2``."""
+        return self._once(("power",), lambda: np.square(self.magnitude))
+
+    def mel(self, n_mels: int) -> np.ndarray:
+        """[shape=(t, n_mels)] mel power spectrogram (slaney filterbank on the power)."""
+        return self._once(("mel", n_mels), lambda: self.power @ _mel_basis_t(self.sr, self.n_fft, n_mels))
+
+    def log_mel(self, n_mels: int) -> np.ndarray:
+        """[shape=(t, n_mels)] ``power_to_db(mel)`` with ref 1.0 and top_db 80, as librosa's MFCC."""
+        import librosa
+
+        return self._once(("log_mel", n_mels), lambda: librosa.power_to_db(self.mel(n_mels), top_db=_TOP_DB))
+
+    def mfcc(self, n_mfcc: int, n_mels: int) -> np.ndarray:
+        """[shape=(t, n_mfcc)] orthonormal DCT-II of the log-mel, first ``n_mfcc`` coefficients."""
+        import scipy.fft
+
+        return self._once(
+            ("mfcc", n_mfcc, n_mels),
+            lambda: scipy.fft.dct(self.log_mel(n_mels), type=2, norm="ortho", axis=1)[:, :n_mfcc],
+        )
+
+    def chroma(self, n_chroma: int) -> np.ndarray:
+        """[shape=(t, n_chroma)] ``chroma_stft(S=magnitude)``: each frame scaled to max 1."""
+        import librosa
+
+        def compute() -> np.ndarray:
+            tuning = _estimate_tuning(self.magnitude, sr=self.sr, n_fft=self.n_fft, bins_per_octave=n_chroma)
+            raw = self.magnitude @ _chroma_basis(self.sr, self.n_fft, n_chroma, tuning).T
+            return librosa.util.normalize(raw, norm=np.inf, axis=1)
+
+        return self._once(("chroma", n_chroma), compute)
+
+    @property
+    def rms(self) -> np.ndarray:
+        """[shape=(t,)] RMS per frame from the spectrum (``librosa.feature.rms(S=...)``)."""
+        import librosa
+
+        return self._once(
+            ("rms",), lambda: librosa.feature.rms(S=self.magnitude.T, frame_length=self.n_fft)[0]
+        )
+
+
+def _magnitude(y: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
+    """[shape=(t, 1 + n_fft // 2), float32] ``np.abs(librosa.stft(y, n_fft=..., hop_length=...)).T``.
+
+    The same centred, zero-padded, Hann-windowed frames and the same float64 FFT rounded to
+    complex64, so the result is bit-identical to librosa's (and the tuning estimate, a histogram
+    argmax, sees the same peaks). Frames go through the FFT in blocks of ~512 KiB, which keeps the
+    temporaries in cache: faster than transforming the whole signal at once.
+    """
+    import scipy.fft
+
+    half = n_fft // 2
+    padded = np.pad(y, (half, half))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length]
+    window = _hann(n_fft)
+    out = np.empty((frames.shape[0], 1 + half), dtype=np.float32)
+    block = max(1, 2**19 // (8 * n_fft))
+    for start in range(0, frames.shape[0], block):
+        spectrum = scipy.fft.rfft(frames[start : start + block] * window, axis=1)
+        np.abs(spectrum.astype(np.complex64), out=out[start : start + block])
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _hann(n_fft: int) -> np.ndarray:
+    import scipy.signal
+
+    window = scipy.signal.get_window("hann", n_fft, fftbins=True)
+    window.setflags(write=False)
+    return window
+
+
+@functools.lru_cache(maxsize=16)
+def _mel_basis_t(sr: int, n_fft: int, n_mels: int) -> Any:
+    """[shape=(1 + n_fft // 2, n_mels), float32, sparse] librosa's (slaney) mel filterbank, transposed.
+
+    Each filter spans a few bins (about 2 nonzeros per FFT bin in all), so a sparse product is
+    ~4x cheaper than the dense one and, unlike BLAS, never spins threads (a multithreaded sgemm
+    this small is slower than one core on a busy machine).
+    """
+    import librosa
+    import scipy.sparse
+
+    return scipy.sparse.csc_array(librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels).T)
+
+
+@functools.lru_cache(maxsize=256)
+def _chroma_basis(sr: int, n_fft: int, n_chroma: int, tuning: float) -> np.ndarray:
+    """[shape=(n_chroma, 1 + n_fft // 2), float32] librosa's chroma filterbank at a tuning.
+
+    The tuning estimate takes one of ``1 / 0.01 + 1`` values, so the cache stays small.
+    """
+    import librosa
+
+    basis = librosa.filters.chroma(sr=sr, n_fft=n_fft, tuning=tuning, n_chroma=n_chroma)
+    basis.setflags(write=False)
+    return basis
+
+
+def _estimate_tuning(magnitude: np.ndarray, *, sr: int, n_fft: int, bins_per_octave: int) -> float:
+    """``librosa.estimate_tuning(S=magnitude.T, sr=sr, bins_per_octave=...)``, only where it counts.
+
+    librosa's piptrack evaluates gradients and parabolic shifts over the whole spectrogram, then keeps
+    the local maxima between 150 and 4000 Hz that exceed a tenth of their frame's maximum. The same
+    quantities are computed here for those peaks only, in the same floating-point types, so the
+    histogram argmax is the same (tested against librosa on every real file): about a third of the
+    bins are compared and a few thousand values interpolated, without the numba stencils.
+
+    Args:
+        magnitude: [shape=(t, 1 + n_fft // 2)] ``|X|``, C-contiguous.
+
+    Returns:
+        Tuning deviation in fractions of a bin, in [-0.5, 0.5).
+    """
+    lo, hi = _tuning_band(sr, n_fft)
+    if lo >= hi:
+        return 0.0
+    # Local maxima of S * (S > 0.1 * frame max) along frequency. Magnitudes are >= 0, so for a bin
+    # above the floor that is the same as a local maximum of S itself.
+    floor = _TUNING_THRESHOLD * magnitude.max(axis=1, keepdims=True)
+    band = magnitude[:, lo - 1 : hi + 1]  # one neighbour each side: lo >= 1 and hi < n_bins
+    centre = band[:, 1:-1]
+    peaks = np.flatnonzero((centre > floor) & (centre > band[:, :-2]) & (centre >= band[:, 2:]))
+    if peaks.size == 0:
+        return 0.0
+    frame, col = np.divmod(peaks, hi - lo)
+    k = col + lo
+    flat = frame * magnitude.shape[1] + k
+    values = magnitude.ravel()
+    below, at, above = values[flat - 1], values[flat], values[flat + 1]
+    # librosa's parabolic-interpolation stencil: numba evaluates it in float64, stores float32.
+    a = (above + below).astype(np.float64) - 2 * at.astype(np.float64)
+    b = (above - below).astype(np.float64) / 2
+    shift = np.zeros_like(a)
+    np.divide(-b, a, out=shift, where=np.abs(b) < np.abs(a))
+    shift = shift.astype(np.float32)
+    pitch = ((k + shift) * float(sr) / n_fft).astype(np.float32)
+    mag = at + 0.5 * ((above - below) / 2.0) * shift  # S + dskew, dskew = 0.5 * gradient * shift
+    return _pitch_tuning(pitch[mag >= np.median(mag)], bins_per_octave=bins_per_octave)
+
+
+@functools.lru_cache(maxsize=16)
+def _tuning_band(sr: int, n_fft: int) -> tuple[int, int]:
+    """FFT bins ``[lo, hi)`` that piptrack considers: 150 Hz <= f < min(4000 Hz, sr / 2)."""
+    freqs = np.fft.rfftfreq(n_fft, d=1.0 / sr)
+    band = np.flatnonzero((freqs >= _TUNING_FMIN) & (freqs < min(_TUNING_FMAX, sr / 2)))
+    return (int(band[0]), int(band[-1]) + 1) if band.size else (0, 0)
+
+
+def _pitch_tuning(frequencies: np.ndarray, *, bins_per_octave: int, resolution: float = 0.01) -> float:
+    """``librosa.pitch_tuning``: the most common deviation from equal temperament, in bins.
+
+    The same residuals and bin edges; the histogram is counted with one ``searchsorted`` instead of
+    ``np.histogram``'s sort (bins ``[e_i, e_i+1)``, and residuals never reach the last edge 0.5).
+    """
+    frequencies = frequencies[frequencies > 0]
+    if frequencies.size == 0:
+        return 0.0
+    residual = np.mod(bins_per_octave * np.log2(frequencies / (440.0 / 16)), 1.0)
+    residual[residual >= 0.5] -= 1.0
+    edges = np.linspace(-0.5, 0.5, int(np.ceil(1.0 / resolution)) + 1)
+    # float32 -> float64 is exact; with equal dtypes searchsorted takes its fast typed path.
+    bins = np.searchsorted(edges, residual.astype(np.float64), side="right") - 1
+    counts = np.bincount(bins, minlength=edges.size - 1)
+    return float(edges[np.argmax(counts)])
+
+
+# --------------------------------------------------------------------------------------------------
+# The sets
+
+
+def _classic(an: _Analysis, p: Mapping[str, Any]) -> np.ndarray:
+    import scipy.fft
+
+    # The time mean commutes with the (linear) DCT: the mean of the MFCC frames is the DCT of the
+    # mean log-mel frame, without a DCT per frame.
+    mean_log_mel = an.log_mel(p["n_mels"]).mean(axis=0, dtype=np.float64)
+    mfcc = scipy.fft.dct(mean_log_mel, type=2, norm="ortho")[: p["n_mfcc"]]
+    chroma = an.chroma(p["n_chroma"]).mean(axis=0, dtype=np.float64)
+    mel = an.mel(p["n_mels"]).mean(axis=0, dtype=np.float64)
+    return np.concatenate([mfcc, chroma, mel]).astype(np.float32)
+
+
+def _classic_stats(an: _Analysis, p: Mapping[str, Any]) -> np.ndarray:
+    import librosa
+
+    mfcc = an.mfcc(p["n_mfcc"], p["n_mels"])
+    delta = librosa.feature.delta(mfcc, width=p["delta_width"], axis=0, mode="nearest")
+    chroma = an.chroma(p["n_chroma"])
+    magnitude_ft = an.magnitude.T  # librosa's (freq, time) layout
+    contrast = librosa.feature.spectral_contrast(
+        S=magnitude_ft, sr=an.sr, n_fft=an.n_fft, fmin=p["contrast_fmin"], n_bands=p["contrast_bands"]
+    ).T
+    tonnetz = librosa.feature.tonnetz(chroma=chroma.T).T
+    zcr = librosa.feature.zero_crossing_rate(an.y, frame_length=an.n_fft, hop_length=an.hop_length)[0]
+    # Spectral centroid: the magnitude-weighted mean frequency of each frame (0 for silent frames).
+    weight = an.magnitude.sum(axis=1, dtype=np.float64)
+    centroid = np.zeros_like(weight)
+    freqs = np.fft.rfftfreq(an.n_fft, d=1.0 / an.sr).astype(np.float32)
+    np.divide(an.magnitude @ freqs, weight, out=centroid, where=weight > 0)
+    blocks = [mfcc, delta, chroma, an.log_mel(p["n_mels"]), contrast, tonnetz]
+    parts: list[np.ndarray] = []
+    for block in blocks:
+        parts += [block.mean(axis=0, dtype=np.float64), block.std(axis=0, dtype=np.float64)]
+    for series in (zcr, an.rms, centroid):
+        parts.append(np.array([series.mean(dtype=np.float64), series.std(dtype=np.float64)]))
+    parts.append(_f0_stats(an, p))
+    return np.concatenate(parts).astype(np.float32)
+
+
+def _f0_stats(an: _Analysis, p: Mapping[str, Any]) -> np.ndarray:
+    """[shape=(7,)] f0 mean, std, min, max, range, median (Hz, voiced frames) and voiced fraction."""
+    if p["f0"] == "pyin":
+        import librosa
+
+        f0, voiced, _ = librosa.pyin(
+            an.y, fmin=p["f0_fmin"], fmax=p["f0_fmax"], sr=an.sr, frame_length=p["f0_frame_length"],
+            hop_length=an.hop_length,
+        )  # fmt: skip
+        voiced &= np.isfinite(f0)
+    else:
+        f0, aperiodicity = _yin(
+            an.y, sr=an.sr, fmin=p["f0_fmin"], fmax=p["f0_fmax"], frame_length=p["f0_frame_length"],
+            hop_length=an.hop_length, trough_threshold=p["f0_trough_threshold"],
+        )  # fmt: skip
+        voiced = aperiodicity < p["f0_voicing_threshold"]
+    rms = an.rms  # frames centred on the same samples as f0's (same hop, both centred)
+    voiced &= (rms > 0) & (rms >= rms.max() * 10.0 ** (-p["f0_gate_db"] / 20.0))
+    if not voiced.any():
+        return np.zeros(len(_F0_STATS))
+    v = f0[voiced].astype(np.float64)
+    lo, hi = v.min(), v.max()
+    return np.array([v.mean(), v.std(), lo, hi, hi - lo, np.median(v), voiced.mean()])
+
+
+def _yin(
+    y: np.ndarray,
+    *,
+    sr: int,
+    fmin: float,
+    fmax: float,
+    frame_length: int = 2048,
+    hop_length: int = 512,
+    trough_threshold: float = 0.1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``librosa.yin`` (same framing, difference function and period choice), plus aperiodicity.
+
+    librosa.yin takes the first dip of the cumulative mean normalised difference below
+    ``trough_threshold``, else its global minimum, and does not say how periodic the frame was;
+    the value of the difference at the chosen period (0 for a perfectly periodic frame, about 1
+    for noise) is returned here for a voicing decision.
+
+    Returns:
+        f0: [shape=(t,), float32] Hz, t = 1 + len(y) // hop_length.
+        aperiodicity: [shape=(t,)] the normalised difference at the chosen period.
+    """
+    import scipy.fft
+
+    half = frame_length // 2
+    padded = np.pad(y, (half, half))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, frame_length)[::hop_length]  # (t, L)
+    min_period = int(np.floor(sr / fmax))
+    max_period = min(int(np.ceil(sr / fmin)), frame_length - 1)
+
+    # Cumulative mean normalised difference (de Cheveigne & Kawahara 2002, eq. 8), as librosa.
+    n_pad = scipy.fft.next_fast_len(2 * frame_length - 1, real=True)
+    spectrum = scipy.fft.rfft(frames, n=n_pad, axis=1)
+    acf = scipy.fft.irfft(spectrum.real**2 + spectrum.imag**2, n=n_pad, axis=1)[:, : max_period + 1]
+    energy = np.cumsum(np.square(frames), axis=1)
+    diff = 2 * (acf[:, :1] - acf[:, 1:]) - energy[:, :max_period]  # lags 1..max_period
+    cum_mean = np.cumsum(diff, axis=1) / np.arange(1, max_period + 1)
+    num = diff[:, min_period - 1 :]
+    den = cum_mean[:, min_period - 1 :]
+    cmnd = num / (den + np.finfo(den.dtype).tiny)  # lags min_period..max_period, at least 2
+
+    inner = cmnd[:, 1:-1]
+    trough = np.zeros_like(cmnd, dtype=bool)
+    trough[:, 1:-1] = (inner < cmnd[:, :-2]) & (inner <= cmnd[:, 2:])
+    trough[:, 0] = cmnd[:, 0] < cmnd[:, 1]
+    below = trough & (cmnd < trough_threshold)
+    idx = np.where(below.any(axis=1), np.argmax(below, axis=1), np.argmin(cmnd, axis=1))
+
+    # Parabolic interpolation around the chosen lag; none at the ends of the lag range.
+    rows = np.arange(cmnd.shape[0])
+    inside = (idx > 0) & (idx < cmnd.shape[1] - 1)
+    left = cmnd[rows, np.maximum(idx - 1, 0)].astype(np.float64)
+    mid = cmnd[rows, idx].astype(np.float64)
+    right = cmnd[rows, np.minimum(idx + 1, cmnd.shape[1] - 1)].astype(np.float64)
+    a = right + left - 2 * mid
+    b = (right - left) / 2
+    shift = np.zeros_like(a)
+    np.divide(-b, a, out=shift, where=inside & (np.abs(b) < np.abs(a)))
+    period = min_period + idx + shift.astype(cmnd.dtype)
+    return (sr / period).astype(np.float32), mid
+
+
+def _mfcc_seq(an: _Analysis, p: Mapping[str, Any]) -> np.ndarray:
+    mfcc = an.mfcc(p["n_mfcc"], p["n_mels"]).T  # (n_mfcc, t)
+    frames = p["frames"]
+    if mfcc.shape[1] >= frames:
+        out = mfcc[:, :frames]
+    else:
+        out = np.pad(mfcc, ((0, 0), (0, frames - mfcc.shape[1])), mode=p["pad"])
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def _melspec(an: _Analysis, p: Mapping[str, Any]) -> np.ndarray:
+    import librosa
+
+    image = librosa.power_to_db(an.mel(p["n_mels"]).T, ref=np.max, top_db=p["top_db"])  # (n_mels, t)
+    height, width = p["size"]
+    resized = _resize_weights(image.shape[0], height) @ image @ _resize_weights(image.shape[1], width).T
+    return resized.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=512)
+def _resize_weights(n_in: int, n_out: int) -> np.ndarray:
+    """[shape=(n_out, n_in)] linear-interpolation weights, widened to average when shrinking.
+
+    Half-pixel-centred triangle filter whose support grows with the shrink factor (PIL's
+    ``BILINEAR`` resize): the identity when ``n_in == n_out``, ordinary bilinear interpolation with
+    clamped edges when enlarging, an anti-aliased average when shrinking. Rows sum to 1.
+    """
+    scale = n_in / n_out
+    support = max(scale, 1.0)
+    centres = (np.arange(n_out) + 0.5) * scale
+    taps = np.arange(n_in) + 0.5
+    weights = np.maximum(0.0, 1.0 - np.abs(taps[None, :] - centres[:, None]) / support)
+    weights /= weights.sum(axis=1, keepdims=True)
+    weights = weights.astype(np.float32)
+    weights.setflags(write=False)
+    return weights
+
+
+_COMPUTE: dict[str, Callable[[_Analysis, Mapping[str, Any]], np.ndarray]] = {
+    "classic": _classic,
+    "classic_stats": _classic_stats,
+    "mfcc_seq": _mfcc_seq,
+    "melspec": _melspec,
+}

@@ -1,0 +1,1 @@
+"""Studies, Ray workers, storage, objective and pruning, ensembles, export, predict, the CLI."""

@@ -1,0 +1,50 @@
+"""Small helpers shared by the command modules: storage option, tables, JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+
+def add_storage(p: argparse.ArgumentParser) -> None:
+    """``--storage URL`` (env EMOTUNE_STORAGE; default: the embedded PostgreSQL)."""
+    p.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="postgresql://user@host:port/db (env EMOTUNE_STORAGE; default: the embedded server in $EMOTUNE_HOME/pg)",
+    )
+
+
+def json_clean(obj: Any) -> Any:
+    """numpy scalars and arrays, tuples and paths as plain JSON values."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): json_clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, float | int | str | bool) or obj is None:
+        return obj
+    return str(obj)
+
+
+def print_json(obj: Any) -> None:
+    """Machine-readable output: JSON on stdout and nothing else there."""
+    sys.stdout.write(json.dumps(json_clean(obj), indent=2) + "\n")
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain aligned text table."""
+    cells = [[str(h) for h in header]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,331 @@
+"""Commands: spaces, search, studies, export, dashboard, storage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from emotune.search._cli_common import add_storage, print_json, table
+
+_SEARCH_EXAMPLE = """example:
+  emotune search mlp --study mlp-ravdess --data ~/data/ravdess --trials 100 --workers 4
+  emotune search ./my_space.py --study mine --data ~/data/ravdess --trials 20 --workers 2 \\
+      --storage postgresql://user@db-host:5432/emotune --ray-address auto"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register the study commands."""
+    p = sub.add_parser(
+        "spaces",
+        help="list search spaces",
+        description="List the registered search spaces.",
+        epilog="example: emotune spaces --json",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    p.set_defaults(func=cmd_spaces)
+
+    p = sub.add_parser(
+        "search",
+        help="run a study with Ray workers on a shared storage",
+        description="Run (or resume, or join) a study: W Ray workers run Optuna trials of SPACE against one "
+        "shared PostgreSQL storage until the study holds exactly N finished trials.",
+        epilog=_SEARCH_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "space", metavar="SPACE", help="a registered space (see `emotune spaces`) or a path to a .py module"
+    )
+    p.add_argument("--study", required=True, help="study name (the same name resumes or joins it)")
+    p.add_argument("--data", nargs="+", default=[], metavar="DATA", help="corpus folders (one or several)")
+    p.add_argument("--trials", type=int, required=True, help="finished trials the study must hold")
+    p.add_argument("--workers", type=int, default=1, help="Ray workers (capped at what the cluster holds)")
+    p.add_argument(
+        "--target",
+        default="emotion",
+        help="label scheme: emotion, emotion_gender, valence_gender, emotion6, corpus_native",
+    )
+    p.add_argument(
+        "--protocol",
+        default="actor",
+        choices=["actor", "random"],
+        help="test split: held-out speakers (default) or random 80/20",
+    )
+    p.add_argument(
+        "--metric", default="uar", choices=["uar", "accuracy"], help="objective (both are recorded)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, folds, samplers and models")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds (fewer if too few speakers)")
+    p.add_argument("--features", dest="feature_set", default=None, help="feature set (default: the space's)")
+    p.add_argument("--speaker-norm", action="store_true", help="z-normalise features per speaker")
+    p.add_argument(
+        "--pruner",
+        default="auto",
+        choices=["auto", "median", "wilcoxon", "hyperband", "none"],
+        help="pruner (auto: the space's)",
+    )
+    p.add_argument(
+        "--timeout", type=float, default=None, metavar="S", help="stop starting trials after S seconds"
+    )
+    p.add_argument("--corpus", default=None, help="force the corpus reader")
+    p.add_argument("--labels", default=None, metavar="CSV", help="labels file for a generic corpus")
+    p.add_argument(
+        "--cache", default=None, metavar="DIR", help="feature cache (default: $EMOTUNE_HOME/cache)"
+    )
+    add_ray(p)
+    add_storage(p)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser(
+        "studies",
+        help="list studies (or delete one)",
+        description="List emotune studies in the storage.",
+        epilog="example: emotune studies --json; emotune studies delete old-study",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    add_storage(p)
+    p.set_defaults(func=cmd_studies)
+    ssub = p.add_subparsers(dest="studies_command", metavar="delete")
+    d = ssub.add_parser(
+        "delete",
+        help="delete a study and its stored data",
+        description="Delete a study, its trials and its out-of-fold store.",
+        epilog="example: emotune studies delete old-study",
+    )
+    d.add_argument("name", metavar="NAME")
+    add_storage(d)
+    d.set_defaults(func=cmd_studies_delete)
+
+    p = sub.add_parser(
+        "export",
+        help="write a study's best trial as JSON",
+        description="Write the best trial of a study as JSON.",
+        epilog="example: emotune export mlp-ravdess --out best.json",
+    )
+    p.add_argument("study", metavar="STUDY")
+    p.add_argument("--out", required=True, help="JSON file to write ('-' for stdout)")
+    add_storage(p)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "dashboard",
+        help="optuna-dashboard on the same storage",
+        description="Serve optuna-dashboard on the study storage (bound to 127.0.0.1 unless --host).",
+        epilog="example: emotune dashboard --port 8080",
+    )
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    add_storage(p)
+    p.set_defaults(func=cmd_dashboard)
+
+    p = sub.add_parser(
+        "storage",
+        help="the embedded PostgreSQL: status or stop",
+        description="Show or stop the embedded PostgreSQL server ($EMOTUNE_HOME/pg).",
+        epilog="example: emotune storage status",
+    )
+    p.add_argument("action", choices=["status", "stop"])
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_storage)
+
+
+def add_ray(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="Ray cluster to attach to (env RAY_ADDRESS); default: a local Ray",
+    )
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+
+
+def cmd_spaces(args: argparse.Namespace) -> int:
+    from emotune.spaces import describe, get, names
+
+    rows = [describe(get(n)) for n in names()]
+    if args.json:
+        print_json(rows)
+        return 0
+    print(
+        table(
+            ["space", "features", "resources", "steps/fold"],
+            [[r["name"], r["features"], _res(r["resources"]), r.get("max_steps", 1)] for r in rows],
+        )
+    )
+    return 0
+
+
+def _res(res: dict[str, Any]) -> str:
+    return ", ".join(f"{k.replace('num_', '')}={v:g}" for k, v in res.items())
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from emotune.search import _search
+    from emotune.search._storage import redact, resolve_url
+
+    url = resolve_url(args.storage)
+    prep = _search.prepare(
+        args.space,
+        args.study,
+        args.data,
+        url=url,
+        target=args.target,
+        protocol=args.protocol,
+        metric=args.metric,
+        seed=args.seed,
+        folds=args.folds,
+        feature_set=args.feature_set,
+        speaker_norm=args.speaker_norm,
+        corpus=args.corpus,
+        labels=args.labels,
+        cache_dir=args.cache,
+        ray_address=args.ray_address,
+        num_cpus=args.num_cpus,
+        progress=not args.json,
+    )
+    n_train, n_test = len(prep.data.train_index), len(prep.data.test_index)
+    print(
+        f"emotune: study {args.study} ({'created' if prep.created else 'resumed'}) on {redact(url)}: {prep.spec.space} on "
+        f"{prep.spec.feature_set}, target {prep.spec.target} ({len(prep.spec.classes)} classes), protocol {prep.spec.protocol}: "
+        f"{n_train} training files in {len(prep.data.folds)} folds, {n_test} test files held out",
+        file=sys.stderr,
+    )
+    summary = _search.run(
+        prep,
+        n_trials=args.trials,
+        workers=args.workers,
+        ray_address=args.ray_address,
+        num_cpus=args.num_cpus,
+        timeout=args.timeout,
+        pruner=args.pruner,
+        progress=not args.json,
+    )
+    if args.json:
+        print_json(summary)
+    else:
+        print(
+            table(
+                ["study", "complete", "pruned", "fail", "running", f"best {prep.spec.metric}"],
+                [
+                    [
+                        summary["study"],
+                        summary["complete"],
+                        summary["pruned"],
+                        summary["fail"],
+                        summary["running"],
+                        _fmt(summary["best_value"]),
+                    ]
+                ],
+            )
+        )
+        if summary["best_params"]:
+            print(f"best trial #{summary['best_trial']}: {json.dumps(summary['best_params'], default=str)}")
+    if summary["interrupted"]:
+        print(
+            f"emotune: interrupted; run the same command again to resume study {args.study}", file=sys.stderr
+        )
+        return 130
+    return 0
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def cmd_studies(args: argparse.Namespace) -> int:
+    from emotune.search._export import list_studies
+    from emotune.search._storage import resolve_url
+
+    rows = list_studies(resolve_url(args.storage))
+    if args.json:
+        print_json(rows)
+        return 0
+    if not rows:
+        print("no studies", file=sys.stderr)
+        return 0
+    print(
+        table(
+            ["study", "space", "target", "complete", "pruned", "fail", "running", "best"],
+            [
+                [
+                    r["study"],
+                    r["space"],
+                    r["target"],
+                    r["complete"],
+                    r["pruned"],
+                    r["fail"],
+                    r["running"],
+                    _fmt(r["best_value"]),
+                ]
+                for r in rows
+            ],
+        )
+    )
+    return 0
+
+
+def cmd_studies_delete(args: argparse.Namespace) -> int:
+    from emotune.search._export import delete_study
+    from emotune.search._storage import resolve_url
+
+    delete_study(resolve_url(args.storage), args.name)
+    print(f"deleted study {args.name}", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from emotune.search._export import export_best
+    from emotune.search._storage import resolve_url
+
+    doc = export_best(resolve_url(args.storage), args.study)
+    text = json.dumps(doc, indent=2, sort_keys=False) + "\n"
+    if args.out == "-":
+        sys.stdout.write(text)
+    else:
+        from emotune.search._export import write_atomic
+
+        write_atomic(args.out, text.encode())
+        print(f"wrote {args.out}: trial #{doc['trial']} {doc['metric']}={doc['value']:.4f}", file=sys.stderr)
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from emotune.search._export import serve_dashboard
+    from emotune.search._storage import redact, resolve_url
+
+    url = resolve_url(args.storage)
+    print(
+        f"emotune: optuna-dashboard on {redact(url)} at http://{args.host}:{args.port}/ (Ctrl-C stops)",
+        file=sys.stderr,
+    )
+    serve_dashboard(url, host=args.host, port=args.port)
+    return 0
+
+
+def cmd_storage(args: argparse.Namespace) -> int:
+    from emotune.search._storage import embedded_status, embedded_stop
+
+    if args.action == "stop":
+        stopped = embedded_stop()
+        print(
+            "stopped the embedded PostgreSQL" if stopped else "the embedded PostgreSQL was not running",
+            file=sys.stderr,
+        )
+        return 0
+    status = embedded_status()
+    if args.json:
+        print_json(status)
+    else:
+        state = (
+            f"running (pid {status['pid']})"
+            if status["running"]
+            else "stopped"
+            if status["exists"]
+            else "not created yet"
+        )
+        print(f"embedded PostgreSQL: {state}\ndata directory: {status['pgdata']}")
+        if status["url"]:
+            print(f"url: {status['url']}")
+    return 0

@@ -1,0 +1,682 @@
+"""Ensembles: the best trials of several studies -> one weighted soft voter, tested once.
+
+The studies must share their target, protocol, seed and dataset, hence their test split. The best
+``top_k`` complete trials of each study are the candidates; their stored out-of-fold probabilities
+(over the training part) are all the weight search sees (:func:`~emotune.search._voter.
+greedy_selection`). The chosen members are then refit on the whole training part, each on its own
+feature set, and the voter is evaluated once on the test split. Each study's best trial is refit
+too, if the voter did not choose it, so every study has a test number beside the voter's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emotune.features._errors import EmotuneError
+from emotune.search._study import StudyData, StudySpec
+
+DEFAULT_TOP_K = 3
+DEFAULT_ITERATIONS = 50
+
+
+class EnsembleError(EmotuneError):
+    """Studies that cannot be ensembled, or a study without usable trials."""
+
+
+@dataclass
+class Opened:
+    """A study opened for ensembling."""
+
+    name: str
+    study: Any  # optuna.Study
+    spec: StudySpec
+    data: StudyData
+
+
+@dataclass
+class Candidate:
+    """One complete trial that may join the voter."""
+
+    study: str
+    trial: int
+    spec: StudySpec
+    params: dict[str, Any]  # what space.suggest returned for the trial's parameters
+    value: float  # the study's objective (mean of fold scores)
+    oof: np.ndarray  # (n_train, n_classes), training-row order, class order
+    key: str = ""  # input key (feature set, with +speaker_norm / @params when needed)
+
+    @property
+    def name(self) -> str:
+        return f"{self.study}#{self.trial}"
+
+    @property
+    def space_ref(self) -> str:
+        return self.spec.space_path or self.spec.space
+
+
+@dataclass
+class InputSpec:
+    """One array the voter reads: a feature set with its parameters and normalisation."""
+
+    key: str
+    feature_set: str
+    feature_params: dict[str, Any]
+    speaker_norm: bool
+    training_stats: dict[str, list[float]] | None = None
+
+
+@dataclass
+class EnsembleResult:
+    """What ``ensemble`` made: the voter, its report and where it was written."""
+
+    voter: Any
+    manifest: dict[str, Any]
+    rows: list[dict[str, Any]]  # the table: one row per candidate, then the voter
+    confusion: np.ndarray | None
+    classes: list[str]
+    out: Path | None = None
+    selection: Any = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _say(message: str, progress: bool) -> None:
+    if progress:
+        print(f"emotune: {message}", file=sys.stderr, flush=True)
+
+
+# --- studies ------------------------------------------------------------------------------------
+
+
+def open_studies(url: str, names: Sequence[str], *, reroot: str | Path | None = None) -> list[Opened]:
+    """Open the studies and check that they can be ensembled (one split)."""
+    from emotune.search._search import open_study
+
+    if not names:
+        raise EnsembleError("give at least one study")
+    seen = set()
+    for n in names:
+        if n in seen:
+            raise EnsembleError(f"study {n!r} is given twice")
+        seen.add(n)
+    opened = [Opened(n, *open_study(url, n, reroot=reroot)) for n in names]
+    check_compatible(opened)
+    return opened
+
+
+def check_compatible(opened: Sequence[Opened]) -> None:
+    """Raise a one-line :class:`EnsembleError` naming the first mismatch between studies."""
+    first = opened[0]
+    for other in opened[1:]:
+        for name in ("target", "protocol", "seed", "dataset_sha"):
+            a, b = getattr(first.spec, name), getattr(other.spec, name)
+            if a != b:
+                what = "dataset (files, labels or speakers)" if name == "dataset_sha" else name
+                raise EnsembleError(
+                    f"studies {first.name} and {other.name} differ in {what} ({a!r} vs {b!r}): an ensemble "
+                    "needs one target, protocol, seed and dataset (the same test split)"
+                )
+        if other.data.hashes != first.data.hashes or not np.array_equal(other.data.test, first.data.test):
+            raise EnsembleError(
+                f"studies {first.name} and {other.name} have different test splits of the same data"
+            )
+        if other.spec.classes != first.spec.classes:
+            raise EnsembleError(
+                f"studies {first.name} and {other.name} differ in classes ({first.spec.classes} vs {other.spec.classes})"
+            )
+
+
+def space_module(spec: StudySpec) -> Any:
+    from emotune.spaces import get
+
+    return get(spec.space_path or spec.space)
+
+
+def full_params(spec: StudySpec, trial_params: Mapping[str, Any]) -> dict[str, Any]:
+    """The params dict the space built the trial from (its ``suggest`` on the trial's values)."""
+    import optuna
+
+    return dict(space_module(spec).suggest(optuna.trial.FixedTrial(dict(trial_params))))
+
+
+def top_candidates(url: str, opened: Opened, top_k: int, *, progress: bool = True) -> list[Candidate]:
+    """The best ``top_k`` complete trials of a study that have stored out-of-fold probabilities."""
+    import optuna
+
+    from emotune.search._search import load_oof
+
+    if top_k < 1:
+        raise EnsembleError(f"--top-k {top_k} must be at least 1")
+    trials = opened.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    trials = sorted((t for t in trials if t.value is not None), key=lambda t: (-t.value, t.number))
+    n_train, n_classes = len(opened.data.train_index), len(opened.spec.classes)
+    out: list[Candidate] = []
+    for t in trials:
+        if len(out) == top_k:
+            break
+        oof = load_oof(url, opened.name, t.number)
+        if oof is None or oof.shape != (n_train, n_classes):
+            _say(
+                f"study {opened.name} trial #{t.number}: no usable out-of-fold probabilities, skipped",
+                progress,
+            )
+            continue
+        params = full_params(opened.spec, t.params)
+        out.append(Candidate(opened.name, t.number, opened.spec, params, float(t.value), oof))
+    if not out:
+        raise EnsembleError(
+            f"study {opened.name} has no complete trial with stored out-of-fold probabilities "
+            "(run `emotune search` on it first)"
+        )
+    return out
+
+
+def assign_inputs(candidates: Sequence[Candidate]) -> dict[str, InputSpec]:
+    """Give every candidate an input key; one key per (feature set, parameters, normalisation)."""
+    inputs: dict[str, InputSpec] = {}
+    for c in candidates:
+        key = c.spec.feature_set + ("+speaker_norm" if c.spec.speaker_norm else "")
+        known = inputs.get(key)
+        if known is not None and known.feature_params != c.spec.feature_params:
+            digest = hashlib.sha256(json.dumps(c.spec.feature_params, sort_keys=True).encode()).hexdigest()[
+                :8
+            ]
+            key = f"{key}@{digest}"
+        inputs.setdefault(
+            key, InputSpec(key, c.spec.feature_set, dict(c.spec.feature_params), bool(c.spec.speaker_norm))
+        )
+        c.key = key
+    return inputs
+
+
+def load_inputs(
+    opened: Sequence[Opened],
+    candidates: Sequence[Candidate],
+    inputs: Mapping[str, InputSpec],
+    *,
+    cache_dir: str | Path | None = None,
+) -> dict[str, np.ndarray]:
+    """Every input's feature matrix over all rows of the (shared) dataset, in study row order."""
+    from emotune.search._search import load_arrays
+
+    by_study = {o.name: o for o in opened}
+    arrays: dict[str, np.ndarray] = {}
+    for key in inputs:
+        c = next(c for c in candidates if c.key == key)
+        o = by_study[c.study]
+        arrays[key] = load_arrays(c.spec, o.data, cache_dir=cache_dir)
+    return arrays
+
+
+# --- speaker normalisation statistics ----------------------------------------------------------
+
+
+def training_stats(
+    spec: StudySpec, data: StudyData, rows: np.ndarray, *, cache_dir: str | Path | None = None
+) -> dict[str, list[float]]:
+    """Per-column mean and std of the raw (unnormalised) features of the training rows.
+
+    ``predict`` normalises a file with these when its speaker cannot be named or has fewer than
+    five files in the call (DESIGN.md, data flow 3).
+    """
+    from emotune.search._search import load_arrays
+
+    raw = load_arrays(dataclasses.replace(spec, speaker_norm=False), data, cache_dir=cache_dir)[rows]
+    return pooled_stats(raw)
+
+
+def pooled_stats(X: np.ndarray) -> dict[str, Any]:
+    """Mean and std of every feature element over the rows, as :func:`speaker_normalize` computes them.
+
+    ``X`` is ``(n, ...)``; each element of the trailing shape is one feature (for ``mfcc_seq``
+    every coefficient x frame), so ``mean`` and ``std`` are flat lists with the trailing ``shape``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    return {
+        "shape": list(X.shape[1:]),
+        "mean": X.mean(axis=0).ravel().tolist(),
+        "std": X.std(axis=0).ravel().tolist(),
+    }
+
+
+# --- fitting and scoring -----------------------------------------------------------------------
+
+
+def build_member(c: Candidate, n_classes: int) -> Any:
+    """A fresh, unfitted estimator of a candidate."""
+    return space_module(c.spec).build(c.params, seed=c.spec.seed, n_classes=n_classes)
+
+
+def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    from emotune.search._objective import score
+
+    return {"accuracy": score("accuracy", y_true, y_pred), "uar": score("uar", y_true, y_pred)}
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts, rows = true class, columns = predicted class (class-code order)."""
+    m = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(m, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
+    return m
+
+
+@dataclass
+class Fitted:
+    """A voter fitted on training rows, with per-candidate and voter metrics."""
+
+    voter: Any
+    selection: Any
+    rows: list[dict[str, Any]]
+    confusion: np.ndarray | None
+    test_proba: np.ndarray | None
+
+
+def fit_and_score(
+    candidates: Sequence[Candidate],
+    arrays: Mapping[str, np.ndarray],
+    labels: Sequence[str],
+    classes: Sequence[str],
+    train: np.ndarray,
+    test: np.ndarray,
+    *,
+    metric: str,
+    iterations: int = DEFAULT_ITERATIONS,
+    refit_best_of_each_study: bool = True,
+    progress: bool = True,
+    say: Callable[[str], None] | None = None,
+) -> Fitted:
+    """Choose weights on out-of-fold data, refit on ``train``, score on ``test`` (may be empty).
+
+    ``candidates[i].oof`` rows must be the rows ``train`` indexes, in that order.
+    """
+    from emotune.search._voter import SoftVoter, greedy_selection
+
+    say = say or (lambda m: _say(m, progress))
+    n_classes = len(classes)
+    code = {c: i for i, c in enumerate(classes)}
+    # A test label the training part lacks (possible in nested evaluation) is -1: never predicted.
+    y_all = np.array([code.get(v, -1) for v in labels], dtype=np.int64)
+    y_train, y_test = y_all[train], y_all[test]
+    if (y_train < 0).any():
+        raise EnsembleError("a training label is missing from the class list")
+    labels_arr = np.asarray(labels)
+
+    sel = greedy_selection([c.oof for c in candidates], y_train, metric=metric, iterations=iterations)
+    chosen = [i for i in range(len(candidates)) if sel.counts[i] > 0]
+    say(
+        "weights chosen on out-of-fold probabilities: "
+        + ", ".join(f"{candidates[i].name}={sel.weights[i]:.2f}" for i in chosen)
+        + f" (out-of-fold {metric} {sel.score:.4f}; best member {sel.member_scores[sel.best_member]:.4f})"
+    )
+    keys = sorted({candidates[i].key for i in chosen})
+    voter = SoftVoter(
+        [(candidates[i].name, build_member(candidates[i], n_classes)) for i in chosen],
+        weights=[int(sel.counts[i]) for i in chosen],
+        inputs=[candidates[i].key for i in chosen],
+        classes=list(classes),
+    )
+    t0 = time.perf_counter()
+    say(f"refitting {len(chosen)} member(s) on {len(train)} training files ...")
+    voter.fit({k: arrays[k][train] for k in keys}, labels_arr[train])
+    say(f"refit in {time.perf_counter() - t0:.1f} s")
+
+    # Member probabilities on train/test: the voter's own members, plus each study's best if unchosen.
+    fitted: dict[int, tuple[Any, str]] = {
+        i: (est, candidates[i].key) for i, est in zip(chosen, voter.estimators_, strict=True)
+    }
+    if refit_best_of_each_study:
+        best_of: dict[str, int] = {}
+        for i, c in enumerate(candidates):
+            if c.study not in best_of or c.value > candidates[best_of[c.study]].value:
+                best_of[c.study] = i
+        for i in sorted(set(best_of.values()) - set(chosen)):
+            c = candidates[i]
+            say(f"refitting {c.name} (its study's best, not chosen) for the table ...")
+            est = build_member(c, n_classes).fit(arrays[c.key][train], y_train)
+            fitted[i] = (est, c.key)
+
+    from emotune.search._objective import aligned_proba
+
+    rows: list[dict[str, Any]] = []
+    for i, c in enumerate(candidates):
+        cv = metrics(y_train, c.oof.argmax(axis=1))
+        row: dict[str, Any] = {
+            "member": c.name,
+            "study": c.study,
+            "trial": c.trial,
+            "space": c.spec.space,
+            "feature_set": c.spec.feature_set,
+            "weight": float(sel.weights[i]),
+            "cv_accuracy": cv["accuracy"],
+            "cv_uar": cv["uar"],
+            "train_accuracy": None,
+            "test_accuracy": None,
+            "test_uar": None,
+        }
+        if i in fitted:
+            est, key = fitted[i]
+            row["train_accuracy"] = metrics(
+                y_train, aligned_proba(est, arrays[key][train], n_classes).argmax(1)
+            )["accuracy"]
+            if len(test):
+                m = metrics(y_test, aligned_proba(est, arrays[key][test], n_classes).argmax(1))
+                row["test_accuracy"], row["test_uar"] = m["accuracy"], m["uar"]
+        rows.append(row)
+
+    from emotune.search._voter import blend
+
+    cv_voter = metrics(y_train, blend([c.oof for c in candidates], sel.weights).argmax(axis=1))
+    train_pred = voter.predict_proba({k: arrays[k][train] for k in keys}).argmax(axis=1)
+    vrow: dict[str, Any] = {
+        "member": "voter",
+        "study": None,
+        "trial": None,
+        "space": "+".join(sorted({candidates[i].spec.space for i in chosen})),
+        "feature_set": "+".join(sorted({candidates[i].spec.feature_set for i in chosen})),
+        "weight": 1.0,
+        "cv_accuracy": cv_voter["accuracy"],
+        "cv_uar": cv_voter["uar"],
+        "train_accuracy": metrics(y_train, train_pred)["accuracy"],
+        "test_accuracy": None,
+        "test_uar": None,
+    }
+    conf = test_proba = None
+    if len(test):
+        test_proba = voter.predict_proba({k: arrays[k][test] for k in keys})
+        pred = test_proba.argmax(axis=1)
+        m = metrics(y_test, pred)
+        vrow["test_accuracy"], vrow["test_uar"] = m["accuracy"], m["uar"]
+        known = y_test >= 0
+        conf = confusion(y_test[known], pred[known], n_classes)
+    rows.append(vrow)
+    return Fitted(voter, sel, rows, conf, test_proba)
+
+
+# --- the command -------------------------------------------------------------------------------
+
+
+def build_ensemble(
+    url: str,
+    studies: Sequence[str],
+    out: str | Path | None,
+    *,
+    top_k: int = DEFAULT_TOP_K,
+    metric: str | None = None,
+    iterations: int = DEFAULT_ITERATIONS,
+    reroot: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> EnsembleResult:
+    """Ensemble the best trials of ``studies`` and write the model directory ``out``.
+
+    Args:
+        url: Storage URL (psycopg2 SQLAlchemy URL, see ``_storage.resolve_url``).
+        studies: Study names; they must share target, protocol, seed and dataset.
+        out: The model directory to write (``None``: build and report only).
+        top_k: Best complete trials taken from each study.
+        metric: What the weights maximise (default: the first study's metric).
+        iterations: Greedy selection steps.
+        reroot: Where the studies' data lives on this machine, if it moved.
+        cache_dir: Feature cache (default ``$EMOTUNE_HOME/cache``).
+        force: Replace a non-empty ``out``.
+        progress: Progress lines on stderr.
+    """
+    from emotune.search import _modeldir
+    from emotune.search._export import library_versions
+
+    if out is not None:
+        _modeldir.check_target(out, force=force)  # fail before any work
+    t0 = time.perf_counter()
+    opened = open_studies(url, studies, reroot=reroot)
+    first = opened[0]
+    metric = metric or first.spec.metric
+    candidates = [c for o in opened for c in top_candidates(url, o, top_k, progress=progress)]
+    inputs = assign_inputs(candidates)
+    _say(
+        f"{len(candidates)} candidate trials from {len(opened)} studies; loading features "
+        f"({', '.join(inputs)}) from the cache ...",
+        progress,
+    )
+    arrays = load_inputs(opened, candidates, inputs, cache_dir=cache_dir)
+    train, test = first.data.train_index, first.data.test_index
+    classes = list(first.spec.classes)
+    fit = fit_and_score(
+        candidates,
+        arrays,
+        first.data.labels,
+        classes,
+        train,
+        test,
+        metric=metric,
+        iterations=iterations,
+        progress=progress,
+    )
+    chosen = [i for i in range(len(candidates)) if fit.selection.counts[i] > 0]
+    used = {candidates[i].key for i in chosen}
+    for key in sorted(used):
+        spec = inputs[key]
+        if spec.speaker_norm:
+            c = next(candidates[i] for i in chosen if candidates[i].key == key)
+            o = next(o for o in opened if o.name == c.study)
+            spec.training_stats = training_stats(c.spec, o.data, train, cache_dir=cache_dir)
+
+    manifest = make_manifest(
+        opened, candidates, inputs, fit, metric=metric, iterations=iterations, versions=library_versions()
+    )
+    result = EnsembleResult(
+        fit.voter,
+        manifest,
+        fit.rows,
+        fit.confusion,
+        classes,
+        selection=fit.selection,
+        timings={"total_s": time.perf_counter() - t0},
+    )
+    if out is not None:
+        files = {_modeldir.VOTER_FILE: voter_bytes(fit.voter)}
+        if fit.confusion is not None:
+            files[_modeldir.CONFUSION_PNG] = confusion_png(
+                fit.confusion, classes, title=_cm_title(fit.rows[-1], len(test))
+            )
+        result.out = _modeldir.write(out, files, manifest, force=force)
+        result.manifest = json.loads((result.out / _modeldir.MANIFEST).read_text())  # with files + checksum
+    return result
+
+
+def voter_bytes(voter: Any) -> bytes:
+    import joblib
+
+    buf = io.BytesIO()
+    joblib.dump(voter, buf, compress=3)
+    return buf.getvalue()
+
+
+def make_manifest(
+    opened: Sequence[Opened],
+    candidates: Sequence[Candidate],
+    inputs: Mapping[str, InputSpec],
+    fit: Fitted,
+    *,
+    metric: str,
+    iterations: int,
+    versions: Mapping[str, str],
+) -> dict[str, Any]:
+    """The model directory's manifest (everything but ``files``, ``format`` and ``checksum``)."""
+    from emotune.search._cli_common import json_clean
+
+    first = opened[0]
+    sel = fit.selection
+    chosen = [i for i in range(len(candidates)) if sel.counts[i] > 0]
+    used = {candidates[i].key for i in chosen}
+    members = []
+    for i in chosen:
+        c = candidates[i]
+        members.append(
+            {
+                "name": c.name,
+                "study": c.study,
+                "trial": c.trial,
+                "space": c.spec.space,
+                "space_path": c.spec.space_path,
+                "params": c.params,
+                "weight": float(sel.weights[i]),
+                "count": int(sel.counts[i]),
+                "input": c.key,
+                "feature_set": c.spec.feature_set,
+                "feature_params": c.spec.feature_params,
+                "speaker_norm": bool(c.spec.speaker_norm),
+                "cv_value": c.value,
+            }
+        )
+    doc = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "target": first.spec.target,
+        "classes": list(first.spec.classes),
+        "protocol": first.spec.protocol,
+        "seed": first.spec.seed,
+        "metric": metric,
+        "dataset_sha": first.spec.dataset_sha,
+        "roots": first.spec.roots,
+        "n_train": int(len(first.data.train_index)),
+        "n_test": int(len(first.data.test_index)),
+        "studies": [o.name for o in opened],
+        "speaker_norm": any(inputs[k].speaker_norm for k in used),
+        "inputs": {k: dataclasses.asdict(v) for k, v in inputs.items() if k in used},
+        "members": members,
+        "selection": {
+            "method": "greedy ensemble selection with replacement (Caruana et al. 2004) on out-of-fold probabilities",
+            "iterations": iterations,
+            "chosen_step": sel.chosen_step,
+            "oof_score": sel.score,
+            "best_member_oof_score": sel.member_scores[sel.best_member],
+            "candidates": [
+                {"name": c.name, "oof_score": s, "count": int(n)}
+                for c, s, n in zip(candidates, sel.member_scores, sel.counts, strict=True)
+            ],
+        },
+        "metrics": {"rows": fit.rows},
+        "confusion_matrix": None
+        if fit.confusion is None
+        else {
+            "rows": "true class",
+            "columns": "predicted class",
+            "labels": list(first.spec.classes),
+            "counts": fit.confusion,
+        },
+        "versions": dict(versions),
+    }
+    return json_clean(doc)
+
+
+# --- reporting ---------------------------------------------------------------------------------
+
+
+def _f(v: Any) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Seed 000's table: per member and for the voter, train / CV / test accuracy, CV and test UAR.
+
+    CV = pooled out-of-fold predictions on the training part (for the voter: its blend of them).
+    """
+    from emotune.search._cli_common import table
+
+    header = ["model", "space", "weight", "train acc", "CV acc", "CV UAR", "test acc", "test UAR"]
+    body = [
+        [
+            r["member"],
+            r["space"],
+            f"{r['weight']:.2f}",
+            _f(r["train_accuracy"]),
+            _f(r["cv_accuracy"]),
+            _f(r["cv_uar"]),
+            _f(r["test_accuracy"]),
+            _f(r["test_uar"]),
+        ]
+        for r in rows
+    ]
+    return table(header, body)
+
+
+def _abbreviations(classes: Sequence[str]) -> list[str]:
+    """Short unique column names: ``surprised_female`` -> ``sur_f``; numbers if they collide."""
+    short = ["_".join(part[: 3 if j == 0 else 1] for j, part in enumerate(c.split("_"))) for c in classes]
+    if len(set(short)) == len(short):
+        return short
+    return [str(i + 1) for i in range(len(classes))]
+
+
+def format_confusion(matrix: np.ndarray, classes: Sequence[str]) -> str:
+    """The confusion matrix as text: rows true classes (full names), columns predicted."""
+    from emotune.search._cli_common import table
+
+    cols = _abbreviations(classes)
+    header = ["true \\ predicted", *cols]
+    body = [[c, *[str(v) for v in row]] for c, row in zip(classes, matrix.tolist(), strict=True)]
+    return table(header, body)
+
+
+def _cm_title(voter_row: Mapping[str, Any], n_test: int) -> str:
+    return (
+        f"voter on {n_test} test files: accuracy {voter_row['test_accuracy']:.3f}, "
+        f"UAR {voter_row['test_uar']:.3f}"
+    )
+
+
+def confusion_png(matrix: np.ndarray, classes: Sequence[str], *, title: str) -> bytes:
+    """The confusion matrix as a PNG (matplotlib, Agg backend), counts in every cell."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib.figure import Figure
+
+    n = len(classes)
+    size = max(4.5, 0.55 * n + 2.5)
+    fig = Figure(figsize=(size, size * 0.9), dpi=100)
+    ax = fig.add_subplot()
+    im = ax.imshow(matrix, cmap="Blues", vmin=0)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(n), labels=list(classes), rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(n), labels=list(classes), fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    top = matrix.max() if matrix.size else 0
+    for (r, c), v in np.ndenumerate(matrix):
+        ax.text(c, r, str(v), ha="center", va="center", fontsize=7, color="white" if v > top / 2 else "black")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    return buf.getvalue()
+
+
+def describe(result: EnsembleResult) -> str:
+    """The text report of an ensemble: the table, the confusion matrix and where it was written."""
+    m = result.manifest
+    sel = m["selection"]
+    lines = [
+        f"ensemble of {len(m['studies'])} studies ({', '.join(m['studies'])}): target {m['target']} "
+        f"({len(m['classes'])} classes), protocol {m['protocol']}, {m['n_train']} training / {m['n_test']} test files",
+        f"weights: greedy selection with replacement on out-of-fold {m['metric']} "
+        f"({sel['oof_score']:.4f}, best single member {sel['best_member_oof_score']:.4f})",
+        "",
+        format_table(result.rows),
+    ]
+    if result.confusion is not None:
+        lines += ["", "confusion matrix of the voter on the test files (rows: true, columns: predicted):", ""]
+        lines.append(format_confusion(result.confusion, result.classes))
+    if result.out is not None:
+        lines += ["", f"wrote {result.out}: manifest.json, {', '.join(sorted(m.get('files', {})))}"]
+    return "\n".join(lines)

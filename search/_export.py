@@ -1,0 +1,145 @@
+"""Export of best trials, the study list, deletion, and the dashboard."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from emotune.search import _storage as st
+from emotune.search._cli_common import json_clean
+from emotune.search._study import StudyError
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of every library that changes results."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in (
+        "emotune",
+        "optuna",
+        "ray",
+        "librosa",
+        "numpy",
+        "scikit-learn",
+        "xgboost",
+        "lightgbm",
+        "torch",
+        "soundfile",
+        "soxr",
+    ):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write a file so that a reader sees the old or the new content, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def export_best(url: str, name: str) -> dict[str, Any]:
+    """The best complete trial of a study, JSON-clean, with everything needed to reproduce it."""
+    import optuna
+
+    from emotune.search._search import open_study
+
+    study, spec, data = open_study(url, name)
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
+        raise StudyError(f"study {name!r} has no complete trial yet")
+    best = study.best_trial
+    doc = {
+        "study": name,
+        "space": spec.space,
+        "feature_set": spec.feature_set,
+        "feature_params": spec.feature_params,
+        "target": spec.target,
+        "protocol": spec.protocol,
+        "metric": spec.metric,
+        "value": best.value,
+        "params": best.params,
+        "trial": best.number,
+        "fold_scores": best.user_attrs.get("fold_scores"),
+        "uar": best.user_attrs.get("uar"),
+        "accuracy": best.user_attrs.get("accuracy"),
+        "train_score": best.user_attrs.get("train_score"),
+        "classes": spec.classes,
+        "seed": spec.seed,
+        "folds": len(data.folds),
+        "speaker_norm": spec.speaker_norm,
+        "n_train": int(len(data.train_index)),
+        "n_test": int(len(data.test_index)),
+        "finished_trials": sum(
+            t.state.is_finished() and t.state != optuna.trial.TrialState.FAIL
+            for t in study.get_trials(deepcopy=False)
+        ),
+        "versions": library_versions(),
+    }
+    return json_clean(doc)
+
+
+def list_studies(url: str) -> list[dict[str, Any]]:
+    """Every study in the storage with its space, trials by state and best value."""
+    import optuna
+
+    st.ensure_schema(url)
+    storage = st.make_storage(url, heartbeat=False, pool_size=1)
+    out = []
+    for s in optuna.get_all_study_summaries(storage=storage, include_best_trial=True):
+        study = optuna.load_study(study_name=s.study_name, storage=storage)
+        states = [t.state.name for t in study.get_trials(deepcopy=False)]
+        out.append(
+            {
+                "study": s.study_name,
+                "space": s.user_attrs.get("space"),
+                "target": s.user_attrs.get("target"),
+                "complete": states.count("COMPLETE"),
+                "pruned": states.count("PRUNED"),
+                "fail": states.count("FAIL"),
+                "running": states.count("RUNNING"),
+                "best_value": s.best_trial.value if s.best_trial is not None else None,
+            }
+        )
+    storage.engine.dispose()
+    return out
+
+
+def delete_study(url: str, name: str) -> None:
+    """Delete a study, its trials and its blobs."""
+    import optuna
+
+    st.ensure_schema(url)
+    storage = st.make_storage(url, heartbeat=False, pool_size=1)
+    try:
+        optuna.delete_study(study_name=name, storage=storage)
+    except KeyError:
+        raise StudyError(f"no study named {name!r} in {st.redact(url)}") from None
+    eng = st.engine(url)
+    try:
+        st.delete_blobs(eng, name)
+    finally:
+        eng.dispose()
+
+
+def serve_dashboard(url: str, *, host: str = "127.0.0.1", port: int = 8080) -> None:
+    """optuna-dashboard on the same storage (schema created first: it crashes on an empty database)."""
+    from optuna_dashboard import run_server
+
+    st.ensure_schema(url)
+    run_server(st.make_storage(url, heartbeat=False), host=host, port=port)

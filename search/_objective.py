@@ -1,0 +1,190 @@
+"""The cross-validated objective every worker runs, and the pruners it reports to.
+
+For fold ``k`` of ``K`` the objective fits ``space.build(params)`` on the fold's training rows and
+scores the held-out rows. Plain spaces report the running mean of fold scores at step ``k``; spaces
+with an iterative ``fit`` (boosting rounds, epochs) report inside each fold at steps
+``k * MAX_STEPS + step`` and the fold's running mean at ``k * MAX_STEPS + MAX_STEPS - 1``, so steps
+never collide. Pruning inside a fold happens on the first fold only; after every fold the trial may
+be pruned on its running mean.
+
+Every trial records ``uar`` and ``accuracy`` (pooled out-of-fold), the per-fold scores of the study's
+metric, the mean training score, the fit time and the worker (host:pid). Out-of-fold probabilities
+of complete trials go to the blob store (never to user attributes).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import optuna
+
+PRUNERS = ("auto", "median", "wilcoxon", "hyperband", "none")
+
+
+class TrialInterrupted(Exception):
+    """Raised between folds when the worker was asked to stop (SIGINT of the driver)."""
+
+
+@dataclass
+class TrialData:
+    """What a worker needs to evaluate trials: the training part and its folds."""
+
+    X: np.ndarray
+    y: np.ndarray  # int class codes into ``classes``
+    folds: list[tuple[np.ndarray, np.ndarray]]
+    classes: list[str]
+    hashes: list[str]  # content hash per training row (row order of X)
+
+
+def worker_id() -> str:
+    """``host:pid`` of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def score(metric: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """``uar`` (balanced accuracy, unweighted average recall) or ``accuracy``."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+    if metric == "uar":
+        return float(balanced_accuracy_score(y_true, y_pred))
+    return float(accuracy_score(y_true, y_pred))
+
+
+def aligned_proba(estimator: Any, X: np.ndarray, n_classes: int) -> np.ndarray:
+    """``predict_proba`` as (n, n_classes) columns in class-code order, whatever the fold saw."""
+    proba = np.asarray(estimator.predict_proba(X), dtype=np.float64)
+    seen = np.asarray(estimator.classes_).astype(int)
+    if proba.shape[1] == n_classes and np.array_equal(seen, np.arange(n_classes)):
+        return proba
+    out = np.zeros((proba.shape[0], n_classes))
+    out[:, seen] = proba
+    return out
+
+
+def make_pruner(name: str, space: ModuleType, n_folds: int) -> optuna.pruners.BasePruner:
+    """The pruner for a study: the space's own for ``auto`` (default), else the named one."""
+    import optuna
+
+    if name == "auto":
+        if hasattr(space, "pruner"):
+            return space.pruner()
+        name = "median"
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    if name == "median":
+        # Running-mean median pruning: the value at step k is the mean of folds 0..k, so a trial is
+        # compared with others on the same folds. Chosen with benchmarks/search.py (pruning arm).
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0, n_min_trials=3)
+    if name == "wilcoxon":
+        return optuna.pruners.WilcoxonPruner(p_threshold=0.1)
+    if name == "hyperband":
+        max_steps = int(getattr(space, "MAX_STEPS", 1)) * n_folds
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(max_steps, 3))
+    from emotune.search._study import StudyError
+
+    raise StudyError(f"--pruner {name!r} is not one of {', '.join(PRUNERS)}")
+
+
+def oof_bytes(proba: np.ndarray) -> bytes:
+    """Out-of-fold probabilities as compact float32 ``.npy`` bytes."""
+    buf = io.BytesIO()
+    np.save(buf, proba.astype(np.float32), allow_pickle=False)
+    return buf.getvalue()
+
+
+def oof_from_bytes(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def make_objective(
+    space: ModuleType,
+    data: TrialData,
+    *,
+    metric: str,
+    seed: int,
+    save_oof: Callable[[int, bytes], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Callable[[optuna.trial.Trial], float]:
+    """Build the objective: K-fold CV of ``space`` on ``data`` with pruning and recording."""
+    import optuna
+
+    max_steps = max(1, int(getattr(space, "MAX_STEPS", 1)))
+    iterative = hasattr(space, "fit")
+    n_classes = len(data.classes)
+    me = worker_id()
+
+    def objective(trial: optuna.trial.Trial) -> float:
+        trial.set_user_attr("worker", me)
+        params = space.suggest(trial)
+        oof = np.zeros((len(data.y), n_classes))
+        fold_scores: list[float] = []
+        train_scores: list[float] = []
+        fit_time = 0.0
+        reported: set[int] = set()
+
+        for k, (tr, va) in enumerate(data.folds):
+            if should_stop is not None and should_stop():
+                raise TrialInterrupted(f"trial {trial.number} interrupted")
+            estimator = space.build(params, seed=seed, n_classes=n_classes)
+            t0 = time.perf_counter()
+            if iterative:
+
+                def report(
+                    step: int, value: float, k: int = k, t0: float = t0, spent: float = fit_time
+                ) -> None:
+                    global_step = k * max_steps + int(step)
+                    if global_step not in reported:
+                        trial.report(float(value), global_step)
+                        reported.add(global_step)
+                    if k == 0 and trial.should_prune():
+                        _record(trial, fold_scores, train_scores, spent + time.perf_counter() - t0)
+                        raise optuna.TrialPruned(f"pruned at step {global_step}")
+
+                space.fit(
+                    estimator, data.X[tr], data.y[tr], X_val=data.X[va], y_val=data.y[va], report=report
+                )
+            else:
+                estimator.fit(data.X[tr], data.y[tr])
+            fit_time += time.perf_counter() - t0
+            proba = aligned_proba(estimator, data.X[va], n_classes)
+            oof[va] = proba
+            fold_scores.append(score(metric, data.y[va], proba.argmax(axis=1)))
+            train_scores.append(
+                score(metric, data.y[tr], aligned_proba(estimator, data.X[tr], n_classes).argmax(1))
+            )
+            step = k * max_steps + max_steps - 1
+            if step not in reported:
+                trial.report(float(np.mean(fold_scores)), step)
+                reported.add(step)
+            if k < len(data.folds) - 1 and trial.should_prune():
+                _record(trial, fold_scores, train_scores, fit_time)
+                raise optuna.TrialPruned(f"pruned after fold {k}")
+
+        pred = oof.argmax(axis=1)
+        _record(trial, fold_scores, train_scores, fit_time)
+        trial.set_user_attr("uar", score("uar", data.y, pred))
+        trial.set_user_attr("accuracy", score("accuracy", data.y, pred))
+        if save_oof is not None:
+            save_oof(trial.number, oof_bytes(oof))
+        return float(np.mean(fold_scores))
+
+    return objective
+
+
+def _record(
+    trial: optuna.trial.Trial, fold_scores: list[float], train_scores: list[float], fit_time: float
+) -> None:
+    trial.set_user_attr("fold_scores", [round(s, 6) for s in fold_scores])
+    if train_scores:
+        trial.set_user_attr("train_score", round(float(np.mean(train_scores)), 6))
+    trial.set_user_attr("fit_time_s", round(fit_time, 3))

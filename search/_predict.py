@@ -1,0 +1,316 @@
+"""Classify audio files with a model directory: labels and unrounded class probabilities.
+
+Features are computed from the audio with exactly the parameters stored in the manifest (no feature
+cache involved), one decode per file. Speaker normalisation follows DESIGN.md (data flow 3): when a
+member was trained on per-speaker z-scored features, the files given in the same call are grouped
+by speaker (when the corpus reader can name the speaker from the file name) and a speaker with at
+least :data:`MIN_SPEAKER_FILES` readable files is normalised with its own statistics
+(``"speaker_norm": "speaker"``); any other file with the training part's pooled statistics stored
+in the manifest (``"training"``). A model without speaker normalisation reports ``"none"``.
+
+``window``: long recordings are cut into windows of that many seconds (the last part joins the
+previous window when shorter than half a window); every window is classified and the file's
+probabilities are the mean of its windows'. With speaker normalisation, a speaker's statistics come
+from all windows of that speaker's files.
+
+A file that cannot be read or analysed is reported (path and reason) and skipped; the others are
+still classified.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emotune.features._errors import EmotuneError
+
+MIN_SPEAKER_FILES = 5
+
+
+class PredictError(EmotuneError):
+    """Nothing could be classified, or a bad option."""
+
+
+@dataclass
+class Prediction:
+    """One file's result."""
+
+    path: str
+    label: str
+    probabilities: dict[str, float]
+    speaker_norm: str  # "speaker" | "training" | "none"
+    speaker: str | None = None
+    windows: list[dict[str, Any]] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "path": self.path,
+            "label": self.label,
+            "probabilities": self.probabilities,
+            "speaker_norm": self.speaker_norm,
+            "speaker": self.speaker,
+        }
+        if self.windows is not None:
+            doc["windows"] = self.windows
+        return doc
+
+
+@dataclass
+class PredictResult:
+    predictions: list[Prediction]
+    errors: list[tuple[str, str]]  # (path, reason)
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def collect_files(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Audio files under ``paths`` (folders walked, hidden entries skipped) and missing paths.
+
+    A file named explicitly is always tried (its content decides whether it is audio); inside folders,
+    files with an audio extension are taken.
+    """
+    from emotune.features._corpora import AUDIO_EXTENSIONS
+
+    files: dict[str, None] = {}
+    errors: list[tuple[str, str]] = []
+    for p in paths:
+        text = os.fspath(p)
+        if os.path.isdir(text):
+            found = []
+            for root, dirs, names in os.walk(text, followlinks=True):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                found += [
+                    os.path.join(root, n)
+                    for n in names
+                    if not n.startswith(".") and os.path.splitext(n)[1].lower() in AUDIO_EXTENSIONS
+                ]
+            if not found:
+                errors.append((text, "no audio files in this folder"))
+            files.update(dict.fromkeys(sorted(found)))
+        elif os.path.isfile(text):
+            files[text] = None
+        else:
+            errors.append((text, "no such file or folder"))
+    return list(files), errors
+
+
+def speakers_of(files: Sequence[str]) -> dict[str, str]:
+    """Speaker names the corpus readers can tell from file names (unknown speakers left out)."""
+    from emotune.features import scan
+
+    if not files:
+        return {}
+    try:
+        rows = scan(list(files)).rows
+    except EmotuneError:
+        return {}
+    out = {}
+    for r in rows:
+        if not r.speaker.endswith(":unknown"):
+            out[os.path.abspath(r.path)] = r.speaker
+    return {f: out[os.path.abspath(f)] for f in files if os.path.abspath(f) in out}
+
+
+def windows_of(n_samples: int, sr: int, seconds: float) -> list[tuple[int, int]]:
+    """``[(start, end), ...]`` sample ranges: windows of ``seconds``; a short tail joins the last one."""
+    size = max(1, int(round(seconds * sr)))
+    bounds = []
+    start = 0
+    while start < n_samples:
+        end = min(start + size, n_samples)
+        if bounds and end - start < size / 2:
+            bounds[-1] = (bounds[-1][0], end)
+        else:
+            bounds.append((start, end))
+        start = end
+    return bounds or [(0, n_samples)]
+
+
+def _stft_groups(inputs: dict[str, Any]) -> list[tuple[int, list[str]]]:
+    """Input keys grouped by (sr, n_fft, hop_length): one decode + STFT per group."""
+    groups: dict[tuple[int, int, int], list[str]] = {}
+    for key, spec in inputs.items():
+        p = spec["feature_params"]
+        groups.setdefault((int(p["sr"]), int(p["n_fft"]), int(p["hop_length"])), []).append(key)
+    return [(sig[0], keys) for sig, keys in groups.items()]
+
+
+def extract_for(
+    path: str, inputs: dict[str, Any], *, window: float | None = None
+) -> tuple[dict[str, np.ndarray], list[tuple[float, float]]]:
+    """Each input's features of one file: ``{key: (n_windows, ...)}`` and the windows in seconds.
+
+    Raises:
+        AudioError / FeatureError: the file cannot be read or analysed.
+    """
+    from emotune.features import extract, read_audio
+
+    out: dict[str, np.ndarray] = {}
+    spans: list[tuple[float, float]] = []
+    for sr, keys in _stft_groups(inputs):
+        y = read_audio(path, sr=sr)
+        bounds = windows_of(len(y), sr, window) if window else [(0, len(y))]
+        spans = [(a / sr, b / sr) for a, b in bounds]
+        params = [inputs[k]["feature_params"] for k in keys]
+        per_window = [extract(y[a:b], sr, params) for a, b in bounds]
+        for j, key in enumerate(keys):
+            out[key] = np.stack([feats[j] for feats in per_window])
+    return out, spans
+
+
+def _z(X: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
+    """``(X - mean) / std`` per feature element with the training statistics (std 0: only centred)."""
+    shape = tuple(stats["shape"])
+    if tuple(X.shape[1:]) != shape:
+        raise PredictError(f"training statistics have shape {shape}, features {tuple(X.shape[1:])}")
+    mean = np.asarray(stats["mean"], dtype=np.float64).reshape(shape)
+    std = np.asarray(stats["std"], dtype=np.float64).reshape(shape)
+    std = np.where(std == 0, 1.0, std)
+    return ((X.astype(np.float64) - mean) / std).astype(np.float32)
+
+
+def normalize_inputs(
+    arrays: dict[str, np.ndarray],
+    owners: np.ndarray,
+    files: Sequence[str],
+    inputs: dict[str, Any],
+    speakers: dict[str, str],
+) -> list[str]:
+    """Apply speaker normalisation in place where the model used it; the mode of each file."""
+    from emotune.features import speaker_normalize
+
+    uses = any(spec.get("speaker_norm") for spec in inputs.values())
+    if not uses:
+        return ["none"] * len(files)
+    counts: dict[str, int] = {}
+    for f in files:
+        if f in speakers:
+            counts[speakers[f]] = counts.get(speakers[f], 0) + 1
+    modes = [
+        "speaker" if counts.get(speakers.get(f, ""), 0) >= MIN_SPEAKER_FILES else "training" for f in files
+    ]
+    row_mode = np.array([modes[i] for i in owners])
+    row_speaker = np.array([speakers.get(files[i], "") for i in owners], dtype=object)
+    by_speaker = row_mode == "speaker"
+    for key, spec in inputs.items():
+        if not spec.get("speaker_norm"):
+            continue
+        X = arrays[key].astype(np.float64)
+        if by_speaker.any():
+            X[by_speaker] = speaker_normalize(X[by_speaker], row_speaker[by_speaker])
+        if (~by_speaker).any():
+            X[~by_speaker] = _z(X[~by_speaker], spec["training_stats"])
+        arrays[key] = X.astype(arrays[key].dtype)
+    return modes
+
+
+def predict(
+    model_dir: str | Path,
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    window: float | None = None,
+    progress: bool = False,
+    on_error: Callable[[str, str], None] | None = None,
+) -> PredictResult:
+    """Classify files and folders with a model directory.
+
+    Args:
+        model_dir: A directory written by ``emotune ensemble`` (verified before use).
+        paths: Audio files and folders.
+        window: Seconds per window (``None``: whole files).
+        progress: A progress bar on stderr.
+        on_error: Called with ``(path, reason)`` for each file that cannot be classified.
+
+    Returns:
+        One :class:`Prediction` per classified file, in input order, and the errors.
+
+    Raises:
+        ModelDirError: the model directory is refused (checksums, files, feature version).
+        PredictError: ``window`` is not positive.
+    """
+    from emotune.features import AudioError, FeatureError
+    from emotune.search._modeldir import load
+
+    if window is not None and not window > 0:
+        raise PredictError(f"--window {window}: must be a positive number of seconds")
+    voter, manifest = load(model_dir)
+    classes = [str(c) for c in manifest["classes"]]
+    inputs: dict[str, Any] = manifest["inputs"]
+    files, errors = collect_files(paths)
+    report = on_error or (lambda p, r: None)
+    for p, r in errors:
+        report(p, r)
+
+    iterator: Any = files
+    if progress and len(files) > 1:
+        from tqdm import tqdm
+
+        iterator = tqdm(files, desc="features", unit="file", file=sys.stderr, leave=False)
+    good: list[str] = []
+    spans: list[list[tuple[float, float]]] = []
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in inputs}
+    for f in iterator:
+        try:
+            feats, sp = extract_for(f, inputs, window=window)
+        except (AudioError, FeatureError) as exc:
+            reason = exc.reason if isinstance(exc, AudioError) else str(exc)
+            errors.append((f, reason))
+            report(f, reason)
+            continue
+        good.append(f)
+        spans.append(sp)
+        for k in inputs:
+            parts[k].append(feats[k])
+    if not good:
+        return PredictResult([], errors, manifest)
+
+    owners = np.concatenate([np.full(len(sp), i) for i, sp in enumerate(spans)])
+    arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    speakers = speakers_of(good)
+    modes = normalize_inputs(arrays, owners, good, inputs, speakers)
+    proba = voter.predict_proba(arrays)
+
+    out: list[Prediction] = []
+    for i, f in enumerate(good):
+        rows = proba[owners == i]
+        mean = rows.mean(axis=0)
+        windows = None
+        if window:
+            windows = [
+                {
+                    "start": round(a, 3),
+                    "end": round(b, 3),
+                    "label": classes[int(np.argmax(r))],
+                    "probabilities": dict(zip(classes, map(float, r), strict=True)),
+                }
+                for (a, b), r in zip(spans[i], rows, strict=True)
+            ]
+        out.append(
+            Prediction(
+                path=f,
+                label=classes[int(np.argmax(mean))],
+                probabilities=dict(zip(classes, map(float, mean), strict=True)),
+                speaker_norm=modes[i],
+                speaker=speakers.get(f),
+                windows=windows,
+            )
+        )
+    return PredictResult(out, errors, manifest)
+
+
+def format_text(predictions: Sequence[Prediction]) -> str:
+    """One line per file (label, its probability, normalisation), then every class probability."""
+    lines = []
+    for p in predictions:
+        lines.append(f"{p.path}: {p.label} (p={p.probabilities[p.label]!r}, speaker_norm={p.speaker_norm})")
+        lines.append("    " + "  ".join(f"{c}={v!r}" for c, v in p.probabilities.items()))
+        for w in p.windows or []:
+            lines.append(
+                f"    {w['start']:8.2f}-{w['end']:.2f} s: {w['label']} (p={w['probabilities'][w['label']]!r})"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,616 @@
+"""Studies run by Ray workers against one shared PostgreSQL storage.
+
+``prepare`` turns data + space + settings into a study (created once, under a lock, before any
+worker starts) and the training arrays; ``run`` starts W Ray workers that each call
+``study.optimize`` one trial at a time until the study holds exactly N finished (complete + pruned)
+trials.
+
+Exactly N, with any number of workers and processes: before a worker creates a trial it takes a
+PostgreSQL advisory lock for the study (held only until its trial exists), counts finished, running
+and waiting trials, and starts a trial only while ``finished + running < N`` or a retry is waiting.
+A worker that finds all N slots taken but not finished waits, and meanwhile fails stale trials
+(``optuna.storages.fail_stale_trials``), so the retry of a killed worker's trial still runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from emotune.search import _storage as st
+from emotune.search._objective import TrialData, TrialInterrupted, make_objective, make_pruner, worker_id
+from emotune.search._study import (
+    StudyData,
+    StudyError,
+    StudySpec,
+    dataset_digest,
+    study_data,
+    study_data_from_json,
+)
+
+FINISHED = ("COMPLETE", "PRUNED")
+
+
+def slot_key(study_name: str) -> int:
+    """The advisory-lock key of a study's trial slots (a signed 64-bit int)."""
+    return int.from_bytes(
+        hashlib.sha256(f"emotune-slot:{study_name}".encode()).digest()[:8], "big", signed=True
+    )
+
+
+@dataclass
+class Prepared:
+    """A study ready to be searched: its spec, data and the training arrays."""
+
+    name: str
+    url: str
+    space: ModuleType
+    spec: StudySpec
+    data: StudyData
+    trial_data: TrialData
+    created: bool
+
+
+def _load_space(ref: str) -> ModuleType:
+    from emotune.spaces import get
+
+    return get(ref)
+
+
+def load_arrays(spec: StudySpec, sdata: StudyData, *, cache_dir: str | Path | None = None) -> np.ndarray:
+    """The feature matrix of every row of a study, in the study's row order."""
+    from emotune.features import Row, load
+
+    rows = [Row(**r) for r in sdata.rows]
+    ds = load(
+        rows, spec.feature_params, scheme=spec.target, cache_dir=cache_dir, speaker_norm=spec.speaker_norm
+    )
+    pos = {h: i for i, h in enumerate(ds.hashes)}
+    missing = [sdata.rows[i]["path"] for i, h in enumerate(sdata.hashes) if h not in pos]
+    if missing:
+        raise StudyError(
+            f"features of {missing[0]} are not in the cache (and {len(missing) - 1} more): run `emotune features build` on the study's data"
+        )
+    return np.asarray(ds.X[[pos[h] for h in sdata.hashes]])
+
+
+def prepare(
+    space_ref: str,
+    study_name: str,
+    data: Sequence[str | Path],
+    *,
+    url: str,
+    target: str = "emotion",
+    protocol: str = "actor",
+    metric: str = "uar",
+    seed: int = 0,
+    folds: int = 5,
+    feature_set: str | None = None,
+    speaker_norm: bool = False,
+    corpus: str | None = None,
+    labels: str | None = None,
+    cache_dir: str | Path | None = None,
+    ray_address: str | None = None,
+    num_cpus: int | None = None,
+    progress: bool = True,
+) -> Prepared:
+    """Scan and label the data, build missing features, and create (or check) the study."""
+    from emotune.features import build, feature_params, label_of, scan
+
+    space = _load_space(space_ref)
+    fset = feature_set or space.FEATURES
+    params = feature_params(fset)
+    if not data:
+        raise StudyError("--data is required to create a study (a folder of a corpus, or several)")
+    for d in data:
+        if not Path(d).exists():
+            raise StudyError(f"--data {d}: no such file or folder")
+    scanned = scan([str(d) for d in data], corpus=corpus, labels=labels)
+    rows = [r for r in scanned.rows if label_of(r, target) is not None]
+    if not rows:
+        raise StudyError(f"no file under {', '.join(map(str, data))} has a label under --target {target}")
+    report = build(
+        rows,
+        params=[params],
+        cache_dir=cache_dir,
+        ray_address=ray_address,
+        num_cpus=num_cpus,
+        progress=progress,
+    )
+    failed = {f["path"] for f in report.failed}
+    rows = [r for r in rows if r.path not in failed]
+    hashes = [report.hashes[r.path] for r in rows]
+    labels_ = [str(label_of(r, target)) for r in rows]
+    sdata = study_data(rows, hashes, labels_, protocol=protocol, seed=seed, folds=folds)
+    classes = sorted(set(labels_), key=_class_order(target, rows))
+    spec = StudySpec(
+        space=space.NAME,
+        feature_set=fset,
+        feature_params=params,
+        target=target,
+        protocol=protocol,
+        metric=metric,
+        seed=seed,
+        folds=folds,
+        speaker_norm=speaker_norm,
+        roots=sorted(str(Path(d).resolve()) for d in data),
+        classes=classes,
+        dataset_sha=dataset_digest(sdata.hashes, sdata.labels, [r["speaker"] for r in sdata.rows]),
+        space_path=str(Path(space_ref).resolve()) if space_ref.endswith(".py") else None,
+    )
+    created = create_or_check(url, study_name, spec, sdata)
+    X = load_arrays(spec, sdata, cache_dir=cache_dir)
+    train = sdata.train_index
+    code = {c: i for i, c in enumerate(classes)}
+    y = np.array([code[sdata.labels[i]] for i in train], dtype=np.int64)
+    tdata = TrialData(
+        X=X[train], y=y, folds=sdata.folds, classes=classes, hashes=[sdata.hashes[i] for i in train]
+    )
+    return Prepared(study_name, url, space, spec, sdata, tdata, created)
+
+
+def _class_order(target: str, rows: Sequence[Any]) -> Any:
+    from emotune.features import class_names
+
+    order = {c: i for i, c in enumerate(class_names(target, rows))}
+    return lambda c: (order.get(c, len(order)), c)
+
+
+def create_or_check(url: str, name: str, spec: StudySpec, sdata: StudyData) -> bool:
+    """Create the study with its spec and dataset, or check that an existing one matches.
+
+    Returns True when the study was created now. Creation happens under an advisory lock, so two
+    commands starting the same study at once create it once.
+    """
+    import optuna
+
+    st.ensure_schema(url)
+    storage = st.make_storage(url, heartbeat=False, pool_size=1)
+    eng = st.engine(url, pool_size=2)  # one for the lock, one for the dataset blob
+    raw = st.autocommit_connection(eng)
+    try:
+        with st.advisory_lock(raw, slot_key(name)):
+            try:
+                study = optuna.load_study(study_name=name, storage=storage)
+            except KeyError:
+                study = None
+            if study is not None:
+                attrs = study.user_attrs
+                if attrs.get("emotune") is None:
+                    raise StudyError(
+                        f"study {name!r} exists but was not made by emotune: choose another --study"
+                    )
+                old = StudySpec.from_attrs(attrs)
+                why = old.mismatch(spec)
+                if why:
+                    raise StudyError(
+                        f"study {name!r} does not match: {why} (use another --study, or `emotune studies delete {name}`)"
+                    )
+                return False
+            study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+            for k, v in spec.to_attrs().items():
+                study.set_user_attr(k, v)
+            st.save_blob(eng, name, "dataset", sdata.to_json())
+            return True
+    finally:
+        raw.close()
+        eng.dispose()
+        storage.remove_session()
+        storage.engine.dispose()
+
+
+def open_study(url: str, name: str, *, reroot: str | Path | None = None) -> tuple[Any, StudySpec, StudyData]:
+    """Load an emotune study: (optuna study, spec, data). No --data needed."""
+    import optuna
+
+    storage = st.make_storage(url, heartbeat=False, pool_size=1)
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        raise StudyError(f"no study named {name!r} in {st.redact(url)} (see `emotune studies`)") from None
+    attrs = study.user_attrs
+    if attrs.get("emotune") is None:
+        raise StudyError(f"study {name!r} was not made by emotune")
+    spec = StudySpec.from_attrs(attrs)
+    eng = st.engine(url)
+    try:
+        blob = st.load_blob(eng, name, "dataset")
+    finally:
+        eng.dispose()
+    if blob is None:
+        raise StudyError(f"study {name!r} has no stored dataset")
+    return study, spec, study_data_from_json(blob, spec, reroot=reroot)
+
+
+def load_oof(url: str, name: str, trial_number: int) -> np.ndarray | None:
+    """A finished trial's out-of-fold probabilities (training rows, class order), or None."""
+    from emotune.search._objective import oof_from_bytes
+
+    eng = st.engine(url)
+    try:
+        blob = st.load_blob(eng, name, "oof", trial_number)
+    finally:
+        eng.dispose()
+    return None if blob is None else oof_from_bytes(blob)
+
+
+# --- workers -------------------------------------------------------------------------------------
+
+
+def _count_states(cur: Any, study_id: int) -> dict[str, int]:
+    cur.execute("SELECT state, count(*) FROM trials WHERE study_id = %s GROUP BY state", (study_id,))
+    counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0, "RUNNING": 0, "WAITING": 0}
+    for state, n in cur.fetchall():
+        counts[str(state).split(".")[-1]] = int(n)
+    return counts
+
+
+class Worker:
+    """One search worker (a Ray actor): runs trials of one study until it holds N finished ones."""
+
+    def __init__(
+        self,
+        url: str,
+        study_name: str,
+        space_ref: str,
+        *,
+        n_trials: int,
+        index: int,
+        seed: int,
+        metric: str,
+        pruner: str,
+        deadline: float | None,
+        heartbeat: tuple[int, int],
+    ) -> None:
+        self.url = url
+        self.study_name = study_name
+        self.space_ref = space_ref
+        self.n_trials = n_trials
+        self.index = index
+        self.seed = seed
+        self.metric = metric
+        self.pruner = pruner
+        self.deadline = deadline
+        self.heartbeat = heartbeat
+        self._stop = threading.Event()
+
+    def whoami(self) -> str:
+        return worker_id()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, data: TrialData) -> dict[str, Any]:
+        """Run trials until the study holds ``n_trials`` finished ones (or the deadline, or stop)."""
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        _limit_threads()
+        space = _load_space(self.space_ref)
+        storage = st.make_storage(self.url, heartbeat=self.heartbeat)
+        sampler = optuna.samplers.TPESampler(seed=self.seed + self.index)
+        pruner = make_pruner(self.pruner, space, len(data.folds))
+        study = st.retry_db(
+            optuna.load_study, study_name=self.study_name, storage=storage, sampler=sampler, pruner=pruner
+        )
+        study_id = study._study_id
+        eng = st.engine(self.url)
+        blob_eng = st.engine(self.url)
+        key = slot_key(self.study_name)
+        held = {"lock": False}
+        last: dict[str, Any] = {}
+        conn: Any = None
+
+        def save_oof(number: int, payload: bytes) -> None:
+            st.retry_db(st.save_blob, blob_eng, self.study_name, "oof", payload, number)
+
+        objective = make_objective(
+            space, data, metric=self.metric, seed=self.seed, save_oof=save_oof, should_stop=self._stop.is_set
+        )
+
+        def release() -> None:
+            if held["lock"]:
+                held["lock"] = False
+                try:
+                    conn.cursor().execute("SELECT pg_advisory_unlock(%s)", (key,))
+                except Exception:
+                    pass  # a dropped connection released the lock already
+
+        def wrapped(trial: optuna.trial.Trial) -> float:
+            release()  # the trial exists now: other workers may count it
+            last["failed"] = True
+            try:
+                value = objective(trial)
+                last["failed"] = False
+                return value
+            except optuna.TrialPruned:
+                last["failed"] = False
+                raise
+            except TrialInterrupted:
+                # Interrupted between folds: it runs again, same parameters, when the study resumes.
+                study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+                raise
+
+        ran = failures = 0
+        while not self._stop.is_set():
+            if self.deadline is not None and time.time() >= self.deadline:
+                break
+            try:
+                if conn is None:
+                    conn = st.autocommit_connection(eng)
+                cur = conn.cursor()
+                cur.execute("SELECT pg_advisory_lock(%s)", (key,))
+                held["lock"] = True
+                counts = _count_states(cur, study_id)
+                finished = counts["COMPLETE"] + counts["PRUNED"]
+                if finished >= self.n_trials:
+                    release()
+                    break
+                if counts["WAITING"] == 0 and finished + counts["RUNNING"] >= self.n_trials:
+                    release()
+                    optuna.storages.fail_stale_trials(study)
+                    self._stop.wait(0.5)
+                    continue
+                last.clear()
+                study.optimize(wrapped, n_trials=1, catch=(Exception,), gc_after_trial=False)
+                ran += 1
+                failures = failures + 1 if last.get("failed") else 0
+                if failures >= 5 and not self._stop.is_set():
+                    raise StudyError(
+                        f"5 trials in a row failed in worker {worker_id()}; see the study's failed trials"
+                    )
+            except StudyError:
+                release()
+                raise
+            except Exception as exc:
+                release()
+                if not st._is_connection_error(exc):
+                    raise
+                # The storage went away (a restart): drop the connection and try again shortly. A trial
+                # that was running is failed by heartbeat and retried with its parameters.
+                conn = None
+                eng.dispose()
+                time.sleep(1.0)
+            finally:
+                release()
+        eng.dispose()
+        blob_eng.dispose()
+        return {"worker": worker_id(), "ran": ran}
+
+
+def _limit_threads() -> None:
+    """One worker = its CPU share: keep BLAS/OpenMP pools from oversubscribing the node."""
+    try:
+        import os
+
+        from threadpoolctl import threadpool_limits
+
+        n = int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
+        threadpool_limits(n)
+    except Exception:
+        pass
+
+
+def cluster_capacity(resources: dict[str, float]) -> int:
+    """How many workers of this size the Ray cluster can hold at once."""
+    import ray
+
+    total = ray.cluster_resources()
+    fits = []
+    for name, need in resources.items():
+        if need <= 0:
+            continue
+        key = {"num_cpus": "CPU", "num_gpus": "GPU"}.get(name, name)
+        fits.append(int(total.get(key, 0) // need))
+    return max(0, min(fits)) if fits else 1
+
+
+def run(
+    prep: Prepared,
+    *,
+    n_trials: int,
+    workers: int = 1,
+    ray_address: str | None = None,
+    num_cpus: int | None = None,
+    timeout: float | None = None,
+    pruner: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the study with ``workers`` Ray workers until it holds ``n_trials`` finished trials."""
+    import ray
+
+    from emotune.features import ray_init
+
+    if n_trials < 1:
+        raise StudyError(f"--trials {n_trials} must be at least 1")
+    if workers < 1:
+        raise StudyError(f"--workers {workers} must be at least 1")
+    ray_init(ray_address, num_cpus=num_cpus)
+    resources = dict(getattr(prep.space, "RESOURCES", {"num_cpus": 1}))
+    capacity = cluster_capacity(resources)
+    if capacity < 1:
+        raise StudyError(f"the Ray cluster cannot hold one {prep.spec.space} worker (needs {resources})")
+    if workers > capacity:
+        print(
+            f"emotune: the cluster holds {capacity} {prep.spec.space} workers ({resources} each): using {capacity}, not {workers}",
+            file=sys.stderr,
+        )
+        workers = capacity
+    deadline = time.time() + timeout if timeout else None
+    space_ref = prep.spec.space_path or prep.spec.space
+    actor_cls = ray.remote(Worker)
+    # A worker process that dies (OOM, kill -9) is restarted and its loop re-run; the trial it was
+    # running is failed by heartbeat and retried with the same parameters.
+    # Workers see the driver's emotune settings (weights files, GPU share, heartbeats) and numba cache.
+    from emotune.features import numba_env
+
+    env = {k: v for k, v in os.environ.items() if k.startswith("EMOTUNE_")} | numba_env()
+    opts: dict[str, Any] = {
+        "max_concurrency": 2,
+        "max_restarts": 3,
+        "max_task_retries": 3,
+        "runtime_env": {"env_vars": env},
+        **resources,
+    }
+    actors = [
+        actor_cls.options(**opts).remote(  # type: ignore[attr-defined]
+            prep.url,
+            prep.name,
+            space_ref,
+            n_trials=n_trials,
+            index=i,
+            seed=prep.spec.seed,
+            metric=prep.spec.metric,
+            pruner=pruner,
+            deadline=deadline,
+            heartbeat=st.heartbeat_settings(),
+        )
+        for i in range(workers)
+    ]
+    data_ref = ray.put(prep.trial_data)  # once, through the object store
+    ids = ray.get([a.whoami.remote() for a in actors])
+    futures = [a.run.remote(data_ref) for a in actors]
+    monitor = _Progress(prep.url, prep.name, n_trials, enabled=progress)
+    interrupted = False
+    old = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        pending = list(futures)
+        while pending:
+            done, pending = ray.wait(pending, timeout=0.5)
+            ray.get(done)  # re-raise a worker's error
+            monitor.update()
+    except KeyboardInterrupt:
+        interrupted = True
+        _stop_workers(actors, futures, prep, ids)
+    except Exception:
+        _stop_workers(actors, futures, prep, ids)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        monitor.update()
+        monitor.close()
+        for a in actors:
+            ray.kill(a)
+    summary = study_summary(prep.url, prep.name)
+    summary["workers"] = workers
+    summary["interrupted"] = interrupted
+    return summary
+
+
+def _stop_workers(
+    actors: list[Any], futures: list[Any], prep: Prepared, ids: list[str], grace: float = 3.0
+) -> None:
+    """Ask workers to stop, kill those still busy after ``grace`` s, and fail their running trials."""
+    import optuna
+    import ray
+
+    for a in actors:
+        a.stop.remote()
+    ray.wait(futures, num_returns=len(futures), timeout=grace)
+    for a in actors:
+        ray.kill(a)
+    storage = st.make_storage(prep.url, heartbeat=False, pool_size=1)
+    study = optuna.load_study(study_name=prep.name, storage=storage)
+    mine = set(ids)
+    host = worker_id().split(":")[0]
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        who = str(t.user_attrs.get("worker", ""))
+        # Ours: a worker we started, or a restarted one of ours on this host that we just killed.
+        if who in mine or (who.startswith(host + ":") and not _pid_alive(int(who.rsplit(":", 1)[1]))):
+            storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+            # The interrupted trial runs again (same parameters) when the study resumes.
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+
+
+def _pid_alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _Progress:
+    """A progress bar of finished trials and the best value, polled from the storage."""
+
+    def __init__(self, url: str, name: str, total: int, *, enabled: bool) -> None:
+        self.eng = st.engine(url)
+        self.name = name
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total, desc=f"study {name}", unit="trial", file=sys.stderr, dynamic_ncols=True
+            )
+        self.last = 0.0
+
+    def update(self) -> None:
+        if self.bar is None or time.time() - self.last < 1.0:
+            return
+        self.last = time.time()
+        try:
+            import sqlalchemy
+
+            q = sqlalchemy.text(
+                "SELECT count(*) FILTER (WHERE t.state IN ('COMPLETE','PRUNED')), max(v.value) FILTER (WHERE t.state = 'COMPLETE') "
+                "FROM trials t JOIN studies s ON s.study_id = t.study_id "
+                "LEFT JOIN trial_values v ON v.trial_id = t.trial_id WHERE s.study_name = :n"
+            )
+            with self.eng.connect() as c:
+                done, best = c.execute(q, {"n": self.name}).one()
+        except Exception:
+            return  # the storage may be restarting; the workers handle it
+        self.bar.n = min(int(done or 0), self.bar.total or 0)
+        if best is not None:
+            self.bar.set_postfix_str(f"best={best:.4f}", refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.last = 0.0
+        if self.bar is not None:
+            self.bar.close()
+        self.eng.dispose()
+
+
+def study_summary(url: str, name: str) -> dict[str, Any]:
+    """Counts by state and the best trial of a study."""
+    import optuna
+
+    storage = st.make_storage(url, heartbeat=False, pool_size=1)
+    study = optuna.load_study(study_name=name, storage=storage)
+    trials = study.get_trials(deepcopy=False)
+    states = optuna.trial.TrialState
+    out: dict[str, Any] = {
+        "study": name,
+        "space": study.user_attrs.get("space"),
+        "complete": sum(t.state == states.COMPLETE for t in trials),
+        "pruned": sum(t.state == states.PRUNED for t in trials),
+        "fail": sum(t.state == states.FAIL for t in trials),
+        "running": sum(t.state == states.RUNNING for t in trials),
+        "waiting": sum(t.state == states.WAITING for t in trials),
+        "best_value": None,
+        "best_params": None,
+        "best_trial": None,
+    }
+    if out["complete"]:
+        best = study.best_trial
+        out.update(best_value=best.value, best_params=best.params, best_trial=best.number)
+    storage.engine.dispose()
+    return out

@@ -1,0 +1,289 @@
+"""Studies: one space x one feature set x one target x one protocol x one dataset.
+
+A study records everything needed to reproduce its data without the user's command line: the space,
+the feature parameters, the label scheme (target), the protocol, the metric, the seed, the number of
+folds, speaker normalisation, and its dataset (every file with its content hash and labels, and the
+test split). The small part lives in Optuna study user attributes (the dashboard shows them); the
+file list lives in ``emotune_blobs`` so the dashboard does not load it for every page.
+
+The test split is a pure function of (file hashes, target, protocol, seed): rows are ordered by
+content hash before anything random happens, so two studies created separately on the same data
+with the same seed get the same split and can be ensembled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emotune.features._errors import EmotuneError
+
+PROTOCOLS = ("actor", "random")
+METRICS = ("uar", "accuracy")
+SPEC_VERSION = 1
+
+
+class StudyError(EmotuneError):
+    """A study that does not exist, or does not match what the command asks for."""
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """What a study is about. Stored as the study's user attributes (JSON-clean)."""
+
+    space: str
+    feature_set: str
+    feature_params: dict[str, Any]
+    target: str = "emotion"
+    protocol: str = "actor"
+    metric: str = "uar"
+    seed: int = 0
+    folds: int = 5
+    speaker_norm: bool = False
+    roots: list[str] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
+    dataset_sha: str = ""
+    space_path: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise StudyError(f"--protocol {self.protocol!r} is not one of {', '.join(PROTOCOLS)}")
+        if self.metric not in METRICS:
+            raise StudyError(f"--metric {self.metric!r} is not one of {', '.join(METRICS)}")
+        if self.folds < 2:
+            raise StudyError(f"--folds {self.folds} must be at least 2")
+
+    def to_attrs(self) -> dict[str, Any]:
+        """User attributes for Optuna (one per field, plus a marker and version)."""
+        return {"emotune": SPEC_VERSION, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> StudySpec:
+        """Read a spec back from study user attributes."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in attrs.items() if k in names})
+
+    def mismatch(self, other: StudySpec) -> str | None:
+        """The first setting in which two specs of one study name differ (None: compatible)."""
+        for name in (
+            "space",
+            "feature_set",
+            "target",
+            "protocol",
+            "metric",
+            "seed",
+            "speaker_norm",
+            "dataset_sha",
+        ):
+            a, b = getattr(self, name), getattr(other, name)
+            if a != b:
+                label = "dataset (files or their contents)" if name == "dataset_sha" else name
+                if name == "dataset_sha":
+                    return f"its {label} differ"
+                return f"it was created with {label}={a!r}, not {b!r}"
+        if self.feature_params != other.feature_params:
+            return "it was created with other feature parameters"
+        return None
+
+
+@dataclass
+class StudyData:
+    """A study's rows (ordered by content hash), their labels, groups and the test split."""
+
+    rows: list[dict[str, Any]]  # Row fields as dicts (path, corpus, speaker, gender, emotion, ...)
+    hashes: list[str]
+    labels: list[str]
+    test: np.ndarray  # bool mask over rows
+    folds: list[tuple[np.ndarray, np.ndarray]]  # indices into the TRAINING rows
+
+    def to_json(self) -> bytes:
+        """Compact JSON for the blob store (folds are recomputed, they are a pure function)."""
+        payload = {
+            "rows": self.rows,
+            "hashes": self.hashes,
+            "labels": self.labels,
+            "test": [int(i) for i in np.flatnonzero(self.test)],
+        }
+        return json.dumps(payload, separators=(",", ":")).encode()
+
+    @property
+    def train_index(self) -> np.ndarray:
+        return np.flatnonzero(~self.test)
+
+    @property
+    def test_index(self) -> np.ndarray:
+        return np.flatnonzero(self.test)
+
+
+def dataset_digest(hashes: Sequence[str], labels: Sequence[str], groups: Sequence[str]) -> str:
+    """A short digest of a dataset: file contents, labels and speakers (order-independent)."""
+    h = hashlib.sha256()
+    for item in sorted(zip(hashes, labels, groups, strict=True)):
+        h.update("\t".join(item).encode() + b"\n")
+    return h.hexdigest()[:16]
+
+
+def _rank(seed: int, key: str) -> str:
+    return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()
+
+
+def make_split(
+    hashes: Sequence[str],
+    labels: Sequence[str],
+    groups: Sequence[str],
+    genders: Sequence[str | None],
+    *,
+    protocol: str,
+    seed: int,
+    test_size: float = 0.2,
+) -> np.ndarray:
+    """Boolean test mask; a pure function of (hashes, labels, groups, protocol, seed).
+
+    ``actor``: about ``test_size`` of the speakers (at least one; both genders when two or more are
+    held out) are the test speakers; every file of theirs is test. ``random``: the seeds' stratified
+    random 80/20 split of files.
+    """
+    n = len(hashes)
+    if protocol == "actor":
+        speakers = sorted(set(groups), key=lambda s: _rank(seed, s))
+        if len(speakers) < 3:
+            raise StudyError(
+                f"the actor protocol needs at least 3 speakers (1 to test, 2 to cross-validate); "
+                f"the data has {len(speakers)}: use --protocol random"
+            )
+        n_test = max(1, int(round(test_size * len(speakers))))
+        n_test = min(n_test, len(speakers) - 2)
+        gender_of: dict[str, str | None] = {}
+        for g, sex in zip(groups, genders, strict=True):
+            gender_of.setdefault(g, sex)
+        chosen: list[str] = []
+        if n_test >= 2:
+            # Alternate genders (in rank order) so that both are held out when both exist.
+            by_gender: dict[str | None, list[str]] = {}
+            for s in speakers:
+                by_gender.setdefault(gender_of[s], []).append(s)
+            queues = [q for _, q in sorted(by_gender.items(), key=lambda kv: str(kv[0]))]
+            while len(chosen) < n_test and any(queues):
+                for q in queues:
+                    if q and len(chosen) < n_test:
+                        chosen.append(q.pop(0))
+        else:
+            chosen = speakers[:n_test]
+        held = set(chosen)
+        return np.array([g in held for g in groups], dtype=bool)
+    if protocol == "random":
+        from sklearn.model_selection import train_test_split
+
+        order = sorted(range(n), key=lambda i: hashes[i])
+        y = np.asarray(labels)[order]
+        counts = {c: int((y == c).sum()) for c in set(y)}
+        stratify = y if min(counts.values()) >= 2 else None
+        _, test_pos = train_test_split(
+            np.arange(n), test_size=test_size, random_state=seed, shuffle=True, stratify=stratify
+        )
+        mask = np.zeros(n, dtype=bool)
+        mask[np.asarray(order)[test_pos]] = True
+        return mask
+    raise StudyError(f"--protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
+
+
+def make_folds(
+    labels: Sequence[str], groups: Sequence[str], *, protocol: str, folds: int, seed: int, quiet: bool = False
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """K folds over the TRAINING rows (grouped by speaker under ``actor``)."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    y = np.asarray(labels)
+    g = np.asarray(groups)
+    idx = np.zeros(len(y))
+    if protocol == "actor":
+        n_speakers = len(set(g.tolist()))
+        if n_speakers < 2:
+            raise StudyError(
+                f"cross-validation by speaker needs at least 2 training speakers, found {n_speakers}"
+            )
+        k = min(folds, n_speakers)
+        if k < folds and not quiet:
+            print(
+                f"emotune: {n_speakers} training speakers: using {k} folds instead of {folds}",
+                file=sys.stderr,
+            )
+        cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        return [(tr, va) for tr, va in cv.split(idx, y, g)]
+    counts = np.unique(y, return_counts=True)[1]
+    k = int(min(folds, counts.min())) if len(counts) else folds
+    if k < 2:
+        raise StudyError("a class has fewer than 2 training files: cannot cross-validate")
+    if k < folds and not quiet:
+        print(f"emotune: smallest class has {counts.min()} training files: using {k} folds", file=sys.stderr)
+    cv2 = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return [(tr, va) for tr, va in cv2.split(idx, y)]
+
+
+def study_data(
+    rows: Sequence[Any],
+    hashes: Sequence[str],
+    labels: Sequence[str],
+    *,
+    protocol: str,
+    seed: int,
+    folds: int,
+    quiet: bool = False,
+) -> StudyData:
+    """Order rows by content hash, split them and make the training folds."""
+    order = sorted(range(len(rows)), key=lambda i: (hashes[i], getattr(rows[i], "path", "")))
+    rows_o = [
+        dataclasses.asdict(rows[i]) if dataclasses.is_dataclass(rows[i]) else dict(rows[i]) for i in order
+    ]
+    hashes_o = [hashes[i] for i in order]
+    labels_o = [labels[i] for i in order]
+    groups = [r["speaker"] for r in rows_o]
+    genders = [r.get("gender") for r in rows_o]
+    test = make_split(hashes_o, labels_o, groups, genders, protocol=protocol, seed=seed)
+    train = np.flatnonzero(~test)
+    fold_list = make_folds(
+        [labels_o[i] for i in train],
+        [groups[i] for i in train],
+        protocol=protocol,
+        folds=folds,
+        seed=seed,
+        quiet=quiet,
+    )
+    return StudyData(rows=rows_o, hashes=hashes_o, labels=labels_o, test=test, folds=fold_list)
+
+
+def study_data_from_json(data: bytes, spec: StudySpec, *, reroot: str | Path | None = None) -> StudyData:
+    """Rebuild a study's data from its blob (folds recomputed; ``reroot`` moves paths)."""
+    payload = json.loads(data)
+    rows = payload["rows"]
+    if reroot is not None:
+        rows = [dict(r, path=_reroot(r["path"], spec.roots, Path(reroot))) for r in rows]
+    test = np.zeros(len(rows), dtype=bool)
+    test[payload["test"]] = True
+    train = np.flatnonzero(~test)
+    labels = payload["labels"]
+    groups = [r["speaker"] for r in rows]
+    fold_list = make_folds(
+        [labels[i] for i in train],
+        [groups[i] for i in train],
+        protocol=spec.protocol,
+        folds=spec.folds,
+        seed=spec.seed,
+        quiet=True,
+    )
+    return StudyData(rows=rows, hashes=payload["hashes"], labels=labels, test=test, folds=fold_list)
+
+
+def _reroot(path: str, roots: Sequence[str], new_root: Path) -> str:
+    for root in sorted(roots, key=len, reverse=True):
+        if path.startswith(root.rstrip("/") + "/"):
+            return str(new_root / path[len(root.rstrip("/")) + 1 :])
+    return str(new_root / Path(path).name)

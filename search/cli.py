@@ -1,0 +1,70 @@
+"""The `emotune` command: a thin argparse layer over the library.
+
+Each group of commands lives in its own module with a ``register(subparsers)`` function; every
+subcommand sets ``func(args) -> int``. Expected failures raise :class:`EmotuneError` and are printed
+as one line (exit 1); usage errors exit 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from emotune.features._errors import EmotuneError
+
+_GROUPS = ("emotune.search._cli_features", "emotune.search._cli_search", "emotune.search._cli_model")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser with every command group that is installed."""
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="emotune",
+        description="Distributed hyperparameter search for speech emotion recognition.",
+        epilog="Example: emotune corpus synth demo-data && emotune features build demo-data",
+    )
+    parser.add_argument("--version", action="version", version=f"emotune {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in _GROUPS:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("emotune")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "0+unknown"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `emotune` console script."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = int(args.func(args) or 0)
+    except EmotuneError as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"emotune: error: {message}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        print("emotune: interrupted", file=sys.stderr)
+        code = 130
+    sys.stdout.flush()
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
+
+def console() -> None:
+    """Console-script wrapper: exit with :func:`main`'s code."""
+    sys.exit(main())

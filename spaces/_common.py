@@ -1,0 +1,201 @@
+"""Pieces the classical spaces share: the `classic` column layout, preprocessing, pruners, boosting reports.
+
+Everything here is plain scikit-learn / Optuna and picklable, so a fitted pipeline travels to Ray workers
+and into model directories unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import optuna
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.decomposition import PCA
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
+# The `classic` feature set (seed 000): 40 MFCC means, 12 chroma means, 128 mel-band mean powers.
+CLASSIC_WIDTH = 180
+CLASSIC_MFCC = slice(0, 40)
+CLASSIC_CHROMA = slice(40, 52)
+CLASSIC_MEL = slice(52, 180)
+
+Report = Callable[[int, float], None]
+
+
+class LogMel(TransformerMixin, BaseEstimator):
+    """Natural log of the mel-band powers of the `classic` layout; every other column passes through.
+
+    Mel-band means are powers spanning many decades (1e-8 .. 1e2), which distance- and gradient-based
+    models cannot use before a log. ``log(max(x, floor))`` rather than ``log1p``: ``log1p`` is linear
+    below 1, where most band powers lie. Inputs of any other width (``classic_stats`` or a user's set,
+    whose layout this space does not know) pass through unchanged.
+
+    Args:
+        floor: Smallest power before the log (silent bands are exactly 0).
+    """
+
+    def __init__(self, floor: float = 1e-10) -> None:
+        self.floor = floor
+
+    def fit(self, X: Any, y: Any = None) -> LogMel:
+        """Record the input width; nothing is learned. Returns self."""
+        X = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan")
+        if not self.floor > 0:
+            raise ValueError(f"LogMel floor must be > 0, got {self.floor!r}")
+        self.active_ = self.n_features_in_ == CLASSIC_WIDTH
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """[shape=(n, d)] -> [shape=(n, d)], float64, mel block logged when ``d == 180``."""
+        check_is_fitted(self, "active_")
+        X = validate_data(self, X, dtype=np.float64, reset=False, ensure_all_finite="allow-nan", copy=True)
+        if self.active_:
+            X[:, CLASSIC_MEL] = np.log(np.maximum(X[:, CLASSIC_MEL], self.floor))
+        return X
+
+    def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
+        """Same names as the input (the transform is column-wise)."""
+        if input_features is None:
+            return np.array([f"x{i}" for i in range(self.n_features_in_)], dtype=object)
+        return np.asarray(input_features, dtype=object)
+
+
+def suggest_pca(trial: optuna.trial.BaseTrial) -> dict[str, Any]:
+    """Optional PCA after scaling: ``pca`` (bool) and, when on, ``pca_variance`` (share of variance kept)."""
+    params: dict[str, Any] = {"pca": trial.suggest_categorical("pca", [False, True])}
+    if params["pca"]:
+        params["pca_variance"] = trial.suggest_float("pca_variance", 0.80, 0.99)
+    return params
+
+
+def scaled_pipeline(params: dict[str, Any], model: BaseEstimator, *, seed: int) -> Pipeline:
+    """``LogMel -> StandardScaler -> [PCA] -> model``, every step fit inside the fold that calls ``fit``.
+
+    Args:
+        params: The space's params; ``pca``/``pca_variance`` (from :func:`suggest_pca`) are read if present.
+        model: The final classifier.
+        seed: Seed of the PCA (the full SVD is deterministic anyway; kept for clarity).
+    """
+    steps: list[tuple[str, Any]] = [("log_mel", LogMel()), ("scale", StandardScaler())]
+    if params.get("pca"):
+        steps.append(("pca", PCA(n_components=params["pca_variance"], svd_solver="full", random_state=seed)))
+    steps.append(("model", model))
+    return Pipeline(steps)
+
+
+def tree_pipeline(model: BaseEstimator) -> Pipeline:
+    """A one-step pipeline: trees need no scaling or log (both are monotone per column).
+
+    Kept a Pipeline so that every space's estimator has the same shape: ``est[:-1]`` preprocessing,
+    ``est[-1]`` the model.
+    """
+    return Pipeline([("model", model)])
+
+
+# --- pruning -----------------------------------------------------------------------------------------
+
+
+class LatestValuePruner(optuna.pruners.BasePruner):
+    """Prune a trial whose latest reported value falls below the median of finished trials at that step.
+
+    Made for the objective's reports: the running mean of fold scores after fold ``k`` (plain spaces), or
+    validation accuracy after each block of boosting rounds (iterative spaces). Unlike
+    :class:`optuna.pruners.MedianPruner`, which judges the best value so far, it judges the current one,
+    so a lucky first fold does not shield a trial whose later folds are poor; the comparison is always
+    at the same step, i.e. over the same folds. :class:`optuna.pruners.WilcoxonPruner` suits many folds,
+    but a one-sided signed-rank test needs 4 paired folds to reach p < 0.1 (1/2**4), so with the usual
+    3-5 folds it saves one fold at most.
+
+    Args:
+        n_startup_trials: Complete trials with a value at the step needed before that step prunes.
+        n_warmup_steps: Steps below this are never pruned (0: a trial may stop after its first report).
+        percentile: Percentile of the finished trials' values a trial must reach (50: the median).
+    """
+
+    def __init__(
+        self, *, n_startup_trials: int = 5, n_warmup_steps: int = 0, percentile: float = 50.0
+    ) -> None:
+        if n_startup_trials < 1:
+            raise ValueError(f"n_startup_trials must be >= 1, got {n_startup_trials}")
+        if n_warmup_steps < 0:
+            raise ValueError(f"n_warmup_steps must be >= 0, got {n_warmup_steps}")
+        if not 0.0 <= percentile <= 100.0:
+            raise ValueError(f"percentile must be within [0, 100], got {percentile}")
+        self._n_startup_trials = n_startup_trials
+        self._n_warmup_steps = n_warmup_steps
+        self._percentile = percentile
+
+    def prune(self, study: optuna.study.Study, trial: FrozenTrial) -> bool:
+        """True when the latest value is worse than the percentile of COMPLETE trials' at the same step."""
+        step = trial.last_step
+        if step is None or step < self._n_warmup_steps:
+            return False
+        value = trial.intermediate_values[step]
+        if not math.isfinite(value):
+            return False
+        others = [
+            other.intermediate_values[step]
+            for other in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if step in other.intermediate_values and math.isfinite(other.intermediate_values[step])
+        ]
+        if len(others) < self._n_startup_trials:
+            return False
+        if study.direction == optuna.study.StudyDirection.MAXIMIZE:
+            return value < float(np.percentile(others, self._percentile))
+        return value > float(np.percentile(others, 100.0 - self._percentile))
+
+
+def fold_pruner() -> optuna.pruners.BasePruner:
+    """The pruner of the one-fit-per-fold spaces: running-mean median, from the first fold on."""
+    return LatestValuePruner(n_startup_trials=5, n_warmup_steps=0)
+
+
+def rounds_pruner() -> optuna.pruners.BasePruner:
+    """The pruner of the boosting spaces, whose first fold reports a learning curve (step = round block).
+
+    The first two blocks (20% of the rounds) are never judged: small-eta and DART curves start flat.
+    """
+    return LatestValuePruner(n_startup_trials=5, n_warmup_steps=2)
+
+
+# --- iterative fits (boosting) ---------------------------------------------------------------------------
+
+
+def fit_preprocessing(pipeline: Pipeline, X: Any, y: Any, X_val: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Fit every step but the last on ``X`` (in place) and return ``(X, X_val)`` transformed by them."""
+    Xt, Xv = X, X_val
+    for _, step in pipeline.steps[:-1]:
+        if step is None or step == "passthrough":
+            continue
+        Xt = step.fit_transform(Xt, y)
+        Xv = step.transform(Xv)
+    return np.asarray(Xt), np.asarray(Xv)
+
+
+def block_ends(n_rounds: int, n_blocks: int) -> dict[int, int]:
+    """``{rounds done: step}`` for ``n_blocks`` equal blocks of ``n_rounds`` (the last ends at n_rounds).
+
+    Steps are fractions of the trial's own budget, so every trial reports every step ``0..n_blocks-1``
+    (fewer, still below ``n_blocks``, when ``n_rounds < n_blocks``).
+    """
+    ends: dict[int, int] = {}
+    for step in range(n_blocks):
+        ends[max(1, math.ceil((step + 1) * n_rounds / n_blocks))] = step
+    return ends
+
+
+def accuracy(proba: np.ndarray, classes: np.ndarray, y_true: Any) -> float:
+    """Share of rows whose most probable class (columns in ``classes`` order) is the true label."""
+    proba = np.asarray(proba)
+    if proba.ndim == 1:  # binary boosters return P(classes[1]) only
+        proba = np.column_stack([1.0 - proba, proba])
+    predicted = np.asarray(classes)[np.argmax(proba, axis=1)]
+    return float(np.mean(predicted == np.asarray(y_true)))

@@ -1,0 +1,46 @@
+"""k-nearest neighbours on log-mel, standardised (optionally PCA-reduced) `classic` features."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import Pipeline
+
+from emotune.spaces._common import fold_pruner, scaled_pipeline, suggest_pca
+
+NAME = "knn"
+FEATURES = "classic"
+RESOURCES = {"num_cpus": 1}
+MAX_STEPS = 1
+
+
+def suggest(trial: Any) -> dict[str, Any]:
+    """Neighbours (1-40, log; folds hold ~120-1,200 rows), vote weighting, distance, optional PCA."""
+    params: dict[str, Any] = {
+        "n_neighbors": trial.suggest_int("n_neighbors", 1, 40, log=True),
+        "weights": trial.suggest_categorical("weights", ["uniform", "distance"]),
+        "metric": trial.suggest_categorical("metric", ["euclidean", "manhattan", "cosine"]),
+    }
+    params.update(suggest_pca(trial))
+    return params
+
+
+def build(params: dict[str, Any], *, seed: int, n_classes: int | None = None) -> Pipeline:
+    """``LogMel -> StandardScaler -> [PCA] -> KNeighborsClassifier`` (brute force, one thread).
+
+    ``n_classes`` is unused: the classes come from ``y`` at fit time.
+    """
+    model = KNeighborsClassifier(
+        n_neighbors=params["n_neighbors"],
+        weights=params["weights"],
+        metric=params["metric"],
+        algorithm="brute",
+        n_jobs=1,
+    )
+    return scaled_pipeline(params, model, seed=seed)
+
+
+def pruner() -> Any:
+    """Running-mean median pruning over CV folds (:class:`~emotune.spaces._common.LatestValuePruner`)."""
+    return fold_pruner()

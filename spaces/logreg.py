@@ -1,0 +1,53 @@
+"""Multinomial logistic regression (L2, L1 or elastic net) on log-mel, standardised `classic` features."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+
+from emotune.spaces._common import fold_pruner, scaled_pipeline, suggest_pca
+
+NAME = "logreg"
+FEATURES = "classic"
+RESOURCES = {"num_cpus": 1}
+MAX_STEPS = 1
+
+MAX_ITER = 1000
+
+
+def suggest(trial: Any) -> dict[str, Any]:
+    """C (1e-4..1e2, log), penalty (l2 | l1 | elasticnet with l1_ratio), class weights, optional PCA."""
+    params: dict[str, Any] = {
+        "C": trial.suggest_float("C", 1e-4, 1e2, log=True),
+        "penalty": trial.suggest_categorical("penalty", ["l2", "l1", "elasticnet"]),
+    }
+    if params["penalty"] == "elasticnet":
+        params["l1_ratio"] = trial.suggest_float("l1_ratio", 0.05, 0.95)
+    params["class_weight"] = trial.suggest_categorical("class_weight", [None, "balanced"])
+    params.update(suggest_pca(trial))
+    return params
+
+
+def build(params: dict[str, Any], *, seed: int, n_classes: int | None = None) -> Pipeline:
+    """``LogMel -> StandardScaler -> [PCA] -> LogisticRegression`` (lbfgs for L2, saga otherwise).
+
+    ``n_classes`` is unused: the classes come from ``y`` at fit time.
+    """
+    penalty = params["penalty"]
+    l1_ratio = {"l2": 0.0, "l1": 1.0}.get(penalty, params.get("l1_ratio"))
+    model = LogisticRegression(
+        C=params["C"],
+        l1_ratio=l1_ratio,
+        solver="lbfgs" if penalty == "l2" else "saga",
+        class_weight=params["class_weight"],
+        max_iter=MAX_ITER,
+        random_state=seed,
+    )
+    return scaled_pipeline(params, model, seed=seed)
+
+
+def pruner() -> Any:
+    """Running-mean median pruning over CV folds (:class:`~emotune.spaces._common.LatestValuePruner`)."""
+    return fold_pruner()

@@ -1,0 +1,60 @@
+"""The demo end to end on the embedded PostgreSQL, and the --help of the model commands."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.mark.parametrize(
+    ("command", "words"),
+    [
+        ("ensemble", ["--out", "--top-k", "--storage", "EMOTUNE_STORAGE", "--force", "example:"]),
+        ("predict", ["MODEL_DIR", "--json", "--window", "speaker_norm", "example:"]),
+        (
+            "evaluate",
+            ["--spaces", "--outer-folds", "--trials", "--timeout", "--protocol", "--storage", "example:"],
+        ),
+        ("demo", ["--data", "--out", "example:"]),
+    ],
+)
+def test_help(run_cli, command, words):
+    proc = run_cli(command, "--help")
+    assert proc.returncode == 0 and proc.stderr == ""
+    for word in words:
+        assert word in proc.stdout, word
+
+
+def test_usage_errors_exit_2(run_cli):
+    assert run_cli("predict").returncode == 2
+    assert run_cli("ensemble", "a-study").returncode == 2  # --out is required
+
+
+def test_demo_on_the_embedded_storage(run_cli, emotune_home, ray_address, tmp_path):
+    out = tmp_path / "demo"
+    try:
+        proc = run_cli("demo", "--out", out, "--trials", "3", timeout=900)
+    finally:
+        stop = run_cli("storage", "stop")  # the embedded server runs detached: stop it
+        assert stop.returncode == 0, stop.stderr
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # progress on stderr, the report and the summary on stdout
+    assert "[1/7]" in proc.stderr and "[7/7]" in proc.stderr and "demo finished in" in proc.stderr
+    assert (
+        "test UAR" in proc.stdout
+        and "confusion matrix" in proc.stdout
+        and "where everything is:" in proc.stdout
+    )
+    assert str(emotune_home / "pg") in proc.stdout  # the embedded default, not the machine's server
+    assert len(list((out / "data").rglob("*.wav"))) == 240
+    for name in ("manifest.json", "voter.joblib", "confusion_matrix.png"):
+        assert (out / "model" / name).is_file()
+    for space in ("knn", "logreg", "mlp"):
+        best = json.loads((out / "best" / f"{space}.json").read_text())
+        assert best["space"] == space and best["params"] and best["finished_trials"] == 3
+    predictions = json.loads((out / "predictions.json").read_text())
+    assert len(predictions) == 6 and all(p["label"] and p["true_label"] for p in predictions)
+    manifest = json.loads((out / "model" / "manifest.json").read_text())
+    assert {m["space"] for m in manifest["members"]} <= {"knn", "logreg", "mlp"}
+    assert len(manifest["studies"]) == 3

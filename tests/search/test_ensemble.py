@@ -1,0 +1,184 @@
+"""Ensembles of real studies (knn + logreg on the four RAVDESS actors), on the machine's PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emotune.search import _modeldir as md
+from emotune.search import _search
+from emotune.search._ensemble import open_studies, top_candidates
+from emotune.search._export import delete_study
+from emotune.search._objective import score
+from emotune.search._voter import blend, greedy_selection
+
+
+def _make_study(
+    space: str, name: str, ravdess: Path, pg_url: str, cache: Path, ray_address: str, trials: int, **kw
+):
+    prep = _search.prepare(
+        space, name, [ravdess], url=pg_url, cache_dir=cache, ray_address=ray_address, progress=False, **kw
+    )
+    if trials:
+        _search.run(prep, n_trials=trials, workers=2, ray_address=ray_address, progress=False)
+    return prep
+
+
+@pytest.fixture(scope="module")
+def studies(pg_url, ray_address, feature_cache, ravdess):
+    """Two searched studies on one split: knn and logreg, 5 trials each."""
+    tag = uuid.uuid4().hex[:8]
+    names = [f"test-ens-knn-{tag}", f"test-ens-logreg-{tag}"]
+    try:
+        for space, name in zip(("knn", "logreg"), names, strict=True):
+            _make_study(space, name, ravdess, pg_url, feature_cache, ray_address, trials=5)
+        yield names
+    finally:
+        for name in names:
+            try:
+                delete_study(pg_url, name)
+            except Exception:
+                pass
+
+
+def _train_codes(opened):
+    first = opened[0]
+    code = {c: i for i, c in enumerate(first.spec.classes)}
+    return np.array([code[first.data.labels[i]] for i in first.data.train_index])
+
+
+@pytest.mark.parametrize("metric", ["uar", "accuracy"])
+def test_voter_is_never_worse_on_out_of_fold_data_than_its_best_member(studies, pg_url, metric):
+    opened = open_studies(pg_url, studies)
+    candidates = [c for o in opened for c in top_candidates(pg_url, o, 5, progress=False)]
+    assert len(candidates) >= 4 and {c.spec.space for c in candidates} == {"knn", "logreg"}
+    y = _train_codes(opened)
+    for c in candidates:  # the stored OOF is the trial's own: it reproduces its recorded score
+        trial = next(t for o in opened if o.name == c.study for t in o.study.trials if t.number == c.trial)
+        assert score("uar", y, c.oof.argmax(axis=1)) == pytest.approx(trial.user_attrs["uar"], abs=1e-9)
+    oof = [c.oof for c in candidates]
+    sel = greedy_selection(oof, y, metric=metric, iterations=50)
+    best = max(score(metric, y, p.argmax(axis=1)) for p in oof)
+    assert score(metric, y, blend(oof, sel.weights).argmax(axis=1)) == sel.score >= best
+
+
+def test_ensemble_writes_a_model_directory(studies, pg_url, feature_cache, run_cli, tmp_path, ravdess):
+    out = tmp_path / "model"
+    proc = run_cli("ensemble", *studies, "--storage", pg_url, "--out", out, "--cache", feature_cache)
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    for header in ("model", "weight", "train acc", "CV acc", "CV UAR", "test acc", "test UAR"):
+        assert header in text
+    assert "\nvoter " in text
+    assert "confusion matrix" in text and "surprised" in text and "true \\ predicted" in text
+
+    manifest = md.verify(out)
+    assert sorted(p.name for p in out.iterdir()) == ["confusion_matrix.png", "manifest.json", "voter.joblib"]
+    for name, digest in manifest["files"].items():
+        assert md.sha256_file(out / name) == digest
+    assert manifest["target"] == "emotion" and manifest["protocol"] == "actor"
+    assert manifest["classes"][:3] == ["neutral", "calm", "happy"]
+    assert manifest["studies"] == studies
+    assert manifest["speaker_norm"] is False
+    assert {"scikit-learn", "numpy", "optuna"} <= set(manifest["versions"])
+    members = manifest["members"]
+    assert members and abs(sum(m["weight"] for m in members) - 1) < 1e-9
+    for m in members:
+        assert m["study"] in studies and isinstance(m["trial"], int) and m["space"] in ("knn", "logreg")
+        assert m["params"] and m["feature_set"] == "classic" and m["feature_params"]["set"] == "classic"
+        assert manifest["inputs"][m["input"]]["feature_params"] == m["feature_params"]
+    rows = manifest["metrics"]["rows"]
+    voter = rows[-1]
+    assert voter["member"] == "voter"
+    sel = manifest["selection"]
+    assert sel["oof_score"] >= sel["best_member_oof_score"]
+    assert voter["cv_uar"] == pytest.approx(sel["oof_score"])
+    assert voter["cv_uar"] >= max(r["cv_uar"] for r in rows[:-1])
+    assert 0 <= voter["test_accuracy"] <= 1 and manifest["n_test"] == 60  # one held-out actor
+    cm = np.array(manifest["confusion_matrix"]["counts"])
+    assert cm.shape == (8, 8) and cm.sum() == 60
+    assert np.trace(cm) / 60 == pytest.approx(voter["test_accuracy"])
+    png = (out / "confusion_matrix.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+
+    # An existing model directory is only replaced with --force; --json is JSON only on stdout.
+    again = run_cli("ensemble", *studies, "--storage", pg_url, "--out", out, "--cache", feature_cache)
+    assert again.returncode == 1 and "not empty" in again.stderr and "--force" in again.stderr
+    forced = run_cli(
+        "ensemble", *studies, "--storage", pg_url, "--out", out, "--cache", feature_cache, "--force", "--json"
+    )
+    assert forced.returncode == 0, forced.stderr
+    doc = json.loads(forced.stdout)
+    assert doc["out"] == str(out) and doc["members"] == members  # deterministic: same trials, weights, params
+
+
+def test_studies_on_another_split_are_refused(
+    studies, pg_url, feature_cache, ravdess, ray_address, run_cli, tmp_path
+):
+    other = f"test-ens-seed1-{uuid.uuid4().hex[:8]}"
+    try:
+        _make_study("knn", other, ravdess, pg_url, feature_cache, ray_address, trials=0, seed=1)
+        proc = run_cli("ensemble", studies[0], other, "--storage", pg_url, "--out", tmp_path / "m")
+        assert proc.returncode == 1
+        assert proc.stderr.count("\n") == 1 and "differ in seed (0 vs 1)" in proc.stderr
+        assert not (tmp_path / "m").exists()
+    finally:
+        delete_study(pg_url, other)
+    proc = run_cli("ensemble", "no-such-study-xyz", "--storage", pg_url, "--out", tmp_path / "m")
+    assert proc.returncode == 1 and "no study named 'no-such-study-xyz'" in proc.stderr
+
+
+_KILLED_ENSEMBLE = textwrap.dedent(
+    """
+    import os, pathlib, signal, sys
+    from emotune.search import _modeldir as md
+    from emotune.search.cli import main
+
+    when = sys.argv[1]
+    if when == "manifest":  # killed while writing manifest.json (the voter is already written)
+        write = md._write_synced
+        def killing(path, data):
+            if path.name == md.MANIFEST:
+                path.write_bytes(data[: len(data) // 2])
+                os.kill(os.getpid(), signal.SIGKILL)
+            return write(path, data)
+        md._write_synced = killing
+    else:  # killed after the directory was renamed into place, before it was marked complete
+        unlink = pathlib.Path.unlink
+        def killing(self, *args, **kwargs):
+            if self.name == ".incomplete":
+                os.kill(os.getpid(), signal.SIGKILL)
+            return unlink(self, *args, **kwargs)
+        pathlib.Path.unlink = killing
+    sys.exit(main(sys.argv[2:]))
+    """
+)
+
+
+@pytest.mark.parametrize("when", ["manifest", "rename"])
+def test_a_killed_ensemble_leaves_nothing_predict_accepts(
+    studies, pg_url, feature_cache, run_cli, tmp_path, ravdess, when
+):
+    out = tmp_path / "model"
+    script = tmp_path / "killed.py"
+    script.write_text(_KILLED_ENSEMBLE)
+    args = ["ensemble", *studies, "--storage", pg_url, "--out", str(out), "--cache", str(feature_cache)]
+    proc = subprocess.run(
+        [sys.executable, str(script), when, *args], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == -9, proc.stderr
+    one = ravdess / "Actor_02" / "03-01-01-01-01-01-02.wav"
+    left = [out] + sorted(tmp_path.glob(".model.tmp-*"))
+    # killed mid-write: only the hidden temporary directory; killed after the rename: only MODEL_DIR
+    assert out.exists() == (when == "rename") and len(left) == (1 if when == "rename" else 2)
+    for d in left:
+        pred = run_cli("predict", d, one, "--json")
+        assert pred.returncode == 1 and pred.stdout == ""
+        assert ("incomplete" if d.exists() else "no such model directory") in pred.stderr
