@@ -160,6 +160,18 @@ def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     return wall, usage.ru_maxrss / 1024, out.decode()
 
 
+def time_load(corpus: Path, cache: Path) -> float:
+    """Seconds to scan the corpus and load its classic matrix from the cache (after one warm-up)."""
+    from emotune.features import load, scan
+
+    load(scan([corpus]).rows, "classic", cache_dir=cache)
+    t = time.perf_counter()
+    ds = load(scan([corpus]).rows, "classic", cache_dir=cache)
+    elapsed = time.perf_counter() - t
+    assert ds.X.shape == (len(ds.rows), 180) and len(ds.rows) > 0
+    return elapsed
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--copies", type=int, default=6, help="copies of the 240 files (6 -> 1,440)")
@@ -199,6 +211,7 @@ def main() -> None:
         warm = json.loads(out)
         assert warm["built"] == 0 and warm["cached"] == n, warm
         rows.append(("emotune warm (CLI)", warm_wall, None, warm_rss))
+        load_s = time_load(corpus, cache)
 
         floor_wall, floor_rss, out = run([py, "-c", FLOOR, str(listing)], env)
         floor = json.loads(out)
@@ -217,11 +230,14 @@ def main() -> None:
     print(
         "cold phases (s): "
         + " ".join(
-            f"{k}={t[k]:.2f}" for k in ("scan", "hash", "ray_start", "compute", "ray_stop", "cli") if k in t
+            f"{k}={t[k]:.2f}"
+            for k in ("scan", "hash", "ray_start", "compute", "worker_cpu", "ray_stop", "cli")
+            if k in t
         )
         + f"; outside the CLI's own clock (interpreter start, imports): {cold_wall - t['cli']:.2f}"
     )
     print("peak RSS: the largest single process of the arm (for the CLI: its driver or a Ray process)")
+    print(f"load of the {n} x 180 classic matrix from the cache (in-process, scan included): {load_s:.3f} s")
     print(
         f"cold_vs_seed={seed_wall / cold_wall:.2f} compute_vs_seed={seed['loop'] / t['compute']:.2f} "
         f"warm_s={warm_wall:.2f} cold_vs_floor_per_core={cold_wall / (floor_wall / cores):.2f} "

@@ -16,15 +16,18 @@ Atomicity. Every batch of results is one transaction: a build killed at any mome
 included) leaves only whole, committed entries; a later build computes what is missing. Two
 builds on one folder at once both finish with a correct cache (they may compute the same entries
 twice; the rows they write are identical). SQLite's WAL needs a local filesystem: keep the cache off
-NFS. A stat entry is only written when the file was last modified more than a second before it
-was read (as git does for "racily clean" files), so a file rewritten within the same timestamp
-tick is never mistaken for the one that was hashed.
+NFS. A stat entry whose file was modified less than a second before it was read is marked racy (as
+git does for "racily clean" files): prune trusts it, the next build hashes the file again, so a
+file rewritten within one timestamp tick is never mistaken for the one that was hashed.
 
-Work. The driver stats every file and hashes only the files the stat cache does not know, while a
-local Ray cluster starts. Files whose content is not cached yet go to Ray tasks in batches (largest
-files first, so the last batches are short); each task reads, hashes, decodes once, computes every
-requested set from one STFT and returns encoded arrays, which the driver commits as they arrive.
-On a one-node cluster tasks get paths; on a multi-node cluster they get the files' bytes.
+Work. The driver stats every file. Paths it has not seen before are sampled: when the sampled
+content is not cached, the files are taken as new and only the workers hash them (they read them
+anyway); otherwise, and for seen paths with a new timestamp, the driver hashes them so that moved,
+copied or touched files are not computed again. A warm rebuild therefore reads no audio, imports no
+audio library and starts no Ray. Missing entries are computed by Ray tasks in batches (largest
+files first, so the last batches are short), each reading, hashing, decoding once and computing
+every requested set from one STFT; the driver commits each batch as it arrives. On a one-node
+cluster tasks get paths; on a multi-node cluster (or through Ray Client) they get the files' bytes.
 """
 
 from __future__ import annotations
@@ -50,18 +53,34 @@ from emotune.features._home import default_cache_dir
 
 __all__ = ["BuildReport", "build", "file_hashes", "params_key", "prune"]
 
-_SCHEMA = 1
+_SCHEMA = 2
 _DB_NAME = "index.db"
 # Libraries whose versions can change the numbers (decoding, resampling, transforms, filterbanks).
 _LIBRARIES = ("numpy", "scipy", "librosa", "soundfile", "soxr")
-# A file modified less than this long before it was read gets no stat entry (it is hashed again).
+# A stat entry of a file modified less than this long before it was read is "racy": trusted by
+# prune, but the next build hashes the file again (git's "racily clean" rule).
 _RACY_NS = 1_000_000_000
 _SQL_CHUNK = 900  # bound parameters per IN (...) query
-_BATCH_MAX = 48  # files per Ray task: ~0.3 s of work, small enough for an even finish
+_BATCH_MAX = 48  # files per Ray task at most (~0.2 s of classic work): an even finish, few tasks
 _SAMPLE = 8  # unknown files hashed by the driver to tell new content from moved or touched files
+# What a worker imports to extract (lazily, in _audio and _sets): a local cluster's workers import
+# it while Ray is still starting up. A module missing here is imported by the first task instead.
+_WORKER_PRELOAD = (
+    "emotune.features._sets",
+    "scipy.fft",
+    "scipy.signal",
+    "scipy.sparse",
+    "soxr",
+    "soundfile",
+    "threadpoolctl",
+    "librosa.filters",
+    "librosa.core.spectrum",
+    "librosa.core.pitch",
+    "librosa.feature",
+)
 _DDL = (
     "CREATE TABLE stat (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,"
-    " sha TEXT NOT NULL)",
+    " sha TEXT NOT NULL, racy INTEGER NOT NULL)",
     "CREATE INDEX stat_sha ON stat (sha)",
     "CREATE TABLE features (key TEXT NOT NULL, sha TEXT NOT NULL, dtype TEXT NOT NULL, shape TEXT NOT NULL,"
     " data BLOB NOT NULL, PRIMARY KEY (key, sha))",
@@ -127,6 +146,9 @@ class _Index:
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(cache_dir / _DB_NAME, timeout=120, isolation_level=None)
+            # Only takes effect on a new, empty database (before WAL and the first table): lets prune
+            # give freed pages back to the filesystem without rewriting the whole file.
+            self.conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
         except (OSError, sqlite3.Error) as exc:
@@ -165,10 +187,10 @@ class _Index:
             chunk = values[i : i + _SQL_CHUNK]
             yield from self.conn.execute(sql.format(",".join("?" * len(chunk))), (*head, *chunk))
 
-    def stats(self, paths: Sequence[str]) -> dict[str, tuple[int, int, str]]:
-        """path -> (size, mtime_ns, sha) of the stat entries of ``paths``."""
-        sql = "SELECT path, size, mtime_ns, sha FROM stat WHERE path IN ({})"
-        return {p: (size, mtime, sha) for p, size, mtime, sha in self.select_in(sql, paths)}
+    def stats(self, paths: Sequence[str]) -> dict[str, tuple[int, int, str, int]]:
+        """path -> (size, mtime_ns, sha, racy) of the stat entries of ``paths``."""
+        sql = "SELECT path, size, mtime_ns, sha, racy FROM stat WHERE path IN ({})"
+        return {row[0]: row[1:] for row in self.select_in(sql, paths)}
 
     def present(self, key: str, shas: Sequence[str]) -> set[str]:
         """The shas among ``shas`` that have an entry (features or failure) under ``key``."""
@@ -211,7 +233,7 @@ class _FileState:
     mtime_ns: int = 0
     sha: str | None = None
     error: str | None = None  # cannot stat or read
-    record: bool = False  # (size, mtime_ns) is old enough to be trusted: worth a stat entry
+    racy: bool = True  # (size, mtime_ns) too recent to prove the content (see _RACY_NS)
     seen: bool = False  # the path has a stat entry (for other content, or an older timestamp)
 
 
@@ -233,10 +255,10 @@ def _stat_all(index: _Index, paths: Sequence[str]) -> tuple[list[_FileState], li
             states.append(state)
             continue
         state.size, state.mtime_ns = st.st_size, st.st_mtime_ns
-        state.record = now - st.st_mtime_ns >= _RACY_NS  # for a sha the workers will compute
+        state.racy = now - st.st_mtime_ns < _RACY_NS  # for a sha the workers will compute
         entry = known.get(path)
         state.seen = entry is not None
-        if entry is not None and entry[0] == st.st_size and entry[1] == st.st_mtime_ns:
+        if entry is not None and entry[:2] == (st.st_size, st.st_mtime_ns) and not entry[3]:
             state.sha = entry[2]
         else:
             unknown.append(state)
@@ -245,7 +267,7 @@ def _stat_all(index: _Index, paths: Sequence[str]) -> tuple[list[_FileState], li
 
 
 def _hash_one(state: _FileState) -> None:
-    """Hash a file's bytes; flag a stat entry worth recording. Safe to run in threads."""
+    """Hash a file's bytes, noting whether its timestamp is too recent to trust. Thread-safe."""
     for _ in range(2):
         started = time.time_ns()
         try:
@@ -260,7 +282,7 @@ def _hash_one(state: _FileState) -> None:
             return
         if (st.st_size, st.st_mtime_ns) == (after.st_size, after.st_mtime_ns):
             state.size, state.mtime_ns, state.sha = st.st_size, st.st_mtime_ns, digest.hexdigest()
-            state.record = started - st.st_mtime_ns >= _RACY_NS
+            state.racy = started - st.st_mtime_ns < _RACY_NS
             state.error = None
             return
         state.error = "the file changed while it was read"
@@ -277,8 +299,8 @@ def _hash_states(states: Sequence[_FileState], threads: int = 2) -> None:
 
 def _record_stats(db: sqlite3.Connection, states: Iterable[_FileState]) -> None:
     db.executemany(
-        "INSERT OR REPLACE INTO stat (path, size, mtime_ns, sha) VALUES (?, ?, ?, ?)",
-        [(s.path, s.size, s.mtime_ns, s.sha) for s in states if s.record and s.sha],
+        "INSERT OR REPLACE INTO stat (path, size, mtime_ns, sha, racy) VALUES (?, ?, ?, ?, ?)",
+        [(s.path, s.size, s.mtime_ns, s.sha, int(s.racy)) for s in states if s.sha],
     )
 
 
@@ -307,6 +329,7 @@ def file_hashes(
 
 
 def resolve_hashes(index: _Index, paths: Sequence[str]) -> list[_FileState]:
+    """States of ``paths`` (in order) with their shas: from the stat cache, else hashed and recorded."""
     states, unknown = _stat_all(index, list(dict.fromkeys(paths)))
     if unknown:
         _hash_states(unknown)
@@ -351,7 +374,7 @@ def _stft_groups(params: Sequence[Mapping[str, Any]]) -> list[list[int]]:
 
 def _extract_batch(
     items: list[tuple[str, bytes | None]], params: list[dict[str, Any]]
-) -> list[tuple[Any, ...]]:
+) -> tuple[list[tuple[Any, ...]], float]:
     """Read, hash, decode and extract a batch of files (runs inside a Ray worker).
 
     Args:
@@ -361,8 +384,10 @@ def _extract_batch(
     Returns:
         One tuple per file: ``(path, sha, arrays, reason, duration)`` where ``arrays`` is a list of
         ``(dtype, shape, bytes)`` per params (None on failure) and ``reason`` says why it failed
-        (None on success); ``sha`` is None when the file could not be read.
+        (None on success); ``sha`` is None when the file could not be read. Then the CPU seconds
+        the task used (imports of a fresh worker included).
     """
+    started = time.process_time()
     from emotune.features._audio import decode_bytes
     from emotune.features._sets import extract
 
@@ -396,7 +421,7 @@ def _extract_batch(
         except Exception as exc:  # a bug: fail loudly, but say which file triggered it
             raise RuntimeError(f"extracting features of {path} failed: {exc!r}") from exc
         out.append((path, sha, arrays, None, duration))
-    return out
+    return out, time.process_time() - started
 
 
 # --------------------------------------------------------------------------------------------------
@@ -416,7 +441,8 @@ class BuildReport:
         unparsed: ``(path, reason)`` of audio files whose names gave no label (not built).
         hashes: path -> sha256 of its bytes, for every file that could be read.
         timings: Seconds spent per phase: ``scan``, ``hash``, ``ray_start``, ``compute`` (from Ray
-            being up until the last result is committed), ``total``.
+            being up until the last result is committed), ``total``; ``worker_cpu`` sums the
+            CPU seconds of the Ray tasks. Phases that did not happen are absent.
     """
 
     files: int
@@ -626,7 +652,8 @@ class _Build:
         from emotune.features._ray import is_single_node, ray_init
 
         t = time.perf_counter()
-        ray_init(self.ray_address, num_cpus=self.num_cpus)
+        preload = () if os.environ.get("EMOTUNE_NO_PRELOAD") else _WORKER_PRELOAD
+        ray_init(self.ray_address, num_cpus=self.num_cpus, preload=preload)
         self.timings["ray_start"] = time.perf_counter() - t
         t = time.perf_counter()
         cpus = max(int(ray.cluster_resources().get("CPU", 1)), 1)
@@ -660,7 +687,9 @@ class _Build:
         done, _ = ray.wait(list(pending), num_returns=1)
         for ref in done:
             batch = pending.pop(ref)
-            self._commit(batch, ray.get(ref))
+            results, cpu = ray.get(ref)
+            self._commit(batch, results)
+            self.timings["worker_cpu"] = self.timings.get("worker_cpu", 0.0) + cpu
             bar.update(len(batch))
 
     def _commit(self, batch: list[_Job], results: list[tuple[Any, ...]]) -> None:
@@ -755,25 +784,16 @@ def prune(
         Number of entries (feature arrays and recorded failures) dropped.
     """
     with open_index(cache_dir) as index:
-        if keep_paths is None:
-            live = _live_shas(index)
-        else:
-            from emotune.features._corpora import AUDIO_EXTENSIONS
-
-            files: list[str] = []
-            for root in keep_paths:
-                root = os.path.abspath(os.fspath(root))
-                if os.path.isdir(root):
-                    for folder, _, names in os.walk(root):
-                        files += [
-                            os.path.join(folder, n)
-                            for n in names
-                            if os.path.splitext(n)[1].lower() in AUDIO_EXTENSIONS
-                        ]
-                elif os.path.isfile(root):
-                    files.append(root)
-            live = {s.sha for s in resolve_hashes(index, files) if s.sha}
+        keep: set[str] | None = None
+        if keep_paths is not None:
+            # Every audio file under the paths, labelled or not (a labels CSV may have named them).
+            found = scan([os.fspath(p) for p in keep_paths])
+            files = [row.path for row in found.rows] + [path for path, _ in found.unparsed]
+            keep = {s.sha for s in resolve_hashes(index, files) if s.sha}
+        # One write transaction from deciding what lives to deleting the rest: entries a concurrent
+        # build commits meanwhile wait for it, and are judged with their stat entries.
         with index.write() as db:
+            live = _live_shas(db) if keep is None else keep
             db.execute("CREATE TEMP TABLE IF NOT EXISTS live (sha TEXT PRIMARY KEY)")
             db.execute("DELETE FROM live")
             db.executemany("INSERT OR IGNORE INTO live (sha) VALUES (?)", [(s,) for s in live])
@@ -784,15 +804,14 @@ def prune(
             db.execute(
                 "DELETE FROM params WHERE key NOT IN (SELECT key FROM features UNION SELECT key FROM failures)"
             )
-        if dropped:
-            index.conn.execute("VACUUM")
+        index.conn.execute("PRAGMA incremental_vacuum").fetchall()  # one page per step: run them all
         return dropped
 
 
-def _live_shas(index: _Index) -> set[str]:
-    """Shas of stat entries whose file still exists unchanged; stale stat entries are removed."""
+def _live_shas(db: sqlite3.Connection) -> set[str]:
+    """Shas of stat entries whose file still exists unchanged (racy ones too); stale entries are removed."""
     live, stale = set(), []
-    for path, size, mtime_ns, sha in index.conn.execute("SELECT path, size, mtime_ns, sha FROM stat"):
+    for path, size, mtime_ns, sha in db.execute("SELECT path, size, mtime_ns, sha FROM stat").fetchall():
         try:
             st = os.stat(path)
         except OSError:
@@ -802,6 +821,5 @@ def _live_shas(index: _Index) -> set[str]:
             live.add(sha)
         else:
             stale.append(path)
-    with index.write() as db:
-        db.executemany("DELETE FROM stat WHERE path = ?", [(p,) for p in stale])
+    db.executemany("DELETE FROM stat WHERE path = ?", [(p,) for p in stale])
     return live

@@ -184,7 +184,8 @@ def _drop_outliers(use: list[int], lengths: Sequence[float | None], k: float) ->
         scale = float(known.std())
     if scale == 0.0:
         return use, []
-    kept, outliers = [], []
+    kept: list[int] = []
+    outliers: list[int] = []
     for i, d in zip(use, lengths, strict=True):
         (outliers if d is not None and abs(d - median) > k * scale else kept).append(i)
     return kept, outliers

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ def auth_mode(address: str | None) -> str:
     return "token" if has_token else "disabled"
 
 
-def ray_init(address: str | None = None, *, num_cpus: int | None = None) -> None:
+def ray_init(address: str | None = None, *, num_cpus: int | None = None, preload: Sequence[str] = ()) -> None:
     """Attach to a Ray cluster, or start a local one for this process; a no-op when Ray is up.
 
     Args:
@@ -73,6 +74,10 @@ def ray_init(address: str | None = None, *, num_cpus: int | None = None) -> None
             when set, else starts a local cluster (no dashboard) with ``num_cpus`` CPUs.
         num_cpus: CPUs of a local cluster (default: all cores). Ignored when attaching: a running
             cluster's resources are what its nodes declared.
+        preload: Modules the workers of a local cluster import before they take work. Ray starts
+            its first workers while it is still starting up, when the CPUs have room, so their
+            imports (seconds for librosa and scipy.signal) are mostly off the critical path.
+            Applies to every worker of that cluster; ignored when attaching.
 
     Raises:
         FeatureError: ``num_cpus`` is not a positive integer.
@@ -101,6 +106,8 @@ def ray_init(address: str | None = None, *, num_cpus: int | None = None) -> None
     if address is None:
         # Workers of a local cluster inherit this process's environment.
         os.environ.update(env)
+        if preload:
+            kwargs["_system_config"] = {"preload_python_modules": list(preload)}
         ray.init(num_cpus=num_cpus, **kwargs)
     else:
         ray.init(address=address, runtime_env={"env_vars": env}, **kwargs)
@@ -109,10 +116,14 @@ def ray_init(address: str | None = None, *, num_cpus: int | None = None) -> None
 def is_single_node() -> bool:
     """Whether every alive node of the connected cluster is this driver's own node.
 
-    Then workers see this machine's files and paths can be sent instead of file contents.
+    Then workers see this machine's files and paths can be sent instead of file contents. Through
+    Ray Client (``ray://``) the driver's machine is no node at all: always False.
     """
     import ray
+    import ray.util.client
 
+    if ray.util.client.ray.is_connected():  # Ray Client: this machine is no node of the cluster
+        return False
     here = ray.get_runtime_context().get_node_id()
     return all(node["NodeID"] == here for node in ray.nodes() if node.get("Alive"))
 
@@ -130,7 +141,7 @@ def ray_shutdown() -> None:
         return
     try:  # private API: only an optimisation, never an error
         node = ray._private.worker._global_node
-        monitors = node.all_processes.get("monitor", []) if node is not None and node.head else []
+        monitors: list[Any] = node.all_processes.get("monitor", []) if node is not None and node.head else []
         for info in monitors:
             info.process.kill()
     except Exception:  # pragma: no cover - depends on Ray internals

@@ -20,7 +20,11 @@ _BUILD_EXAMPLE = """examples:
   emotune features build my-wavs --labels labels.csv --set all --ray-address 10.0.0.5:6379
 
 A rebuild computes only new or changed files; unchanged files are not even read.
-Exit code 1 when nothing could be built, or with --strict when any file failed."""
+Exit code 1 when nothing could be built, or with --strict when any file failed.
+
+environment: EMOTUNE_HOME (default cache folder), RAY_ADDRESS (cluster to attach to),
+RAY_AUTH_MODE (token|disabled; a local cluster runs disabled unless set), NUMBA_CACHE_DIR
+(numba's JIT cache shared by the workers; default $EMOTUNE_HOME/numba)."""
 _PRUNE_EXAMPLE = """examples:
   emotune features prune                  # drop features of files that are gone or changed
   emotune features prune data/ravdess     # keep only the features of the files under data/ravdess"""
@@ -30,13 +34,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``corpus`` and ``features`` command groups."""
     raw = argparse.RawDescriptionHelpFormatter
 
-    corpus = subparsers.add_parser("corpus", help="synthetic corpora for demos and tests")
+    corpus = subparsers.add_parser(
+        "corpus",
+        help="synthetic corpora for demos and tests",
+        description="Corpora for demos and tests.",
+        epilog=_SYNTH_EXAMPLE,
+        formatter_class=raw,
+    )
     corpus_sub = corpus.add_subparsers(dest="corpus_command", metavar="COMMAND")
     corpus_sub.required = True
     synth = corpus_sub.add_parser(
         "synth",
         help="write a synthetic RAVDESS-named corpus",
-        description="Write a synthetic RAVDESS-named corpus of speech-like signals whose pitch, rate, "
+        description="Write a synthetic RAVDESS-named corpus of speech-like signals whose pitch, rate,\n"
         "energy, tilt, jitter and noise depend on emotion, intensity and gender. Deterministic per seed.",
         epilog=_SYNTH_EXAMPLE,
         formatter_class=raw,
@@ -46,14 +56,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
     synth.set_defaults(func=_synth)
 
-    features = subparsers.add_parser("features", help="build and prune the feature cache")
+    features = subparsers.add_parser(
+        "features",
+        help="build and prune the feature cache",
+        description="The content-addressed feature cache: build it (in parallel, incrementally) and prune it.",
+        epilog="examples:\n  emotune features build ../shared/data --json\n  emotune features prune",
+        formatter_class=raw,
+    )
     features_sub = features.add_subparsers(dest="features_command", metavar="COMMAND")
     features_sub.required = True
     build = features_sub.add_parser(
         "build",
         help="compute missing features of audio files into the cache",
-        description="Scan DATA (folders of RAVDESS, TESS, SAVEE, EmoDB, CREMA-D or labelled WAVs), "
-        "then compute the missing feature sets of every file with parallel Ray tasks into the "
+        description="Scan DATA (folders of RAVDESS, TESS, SAVEE, EmoDB, CREMA-D or labelled WAVs), then\n"
+        "compute the missing feature sets of every file with parallel Ray tasks into the\n"
         "content-addressed cache. Summary and failures go to stderr (or JSON to stdout with --json).",
         epilog=_BUILD_EXAMPLE,
         formatter_class=raw,
@@ -86,7 +102,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prune = features_sub.add_parser(
         "prune",
         help="drop cache entries no file refers to any more",
-        description="Drop cached features whose file is gone or changed. With DATA, keep only the "
+        description="Drop cached features whose file is gone or changed. With DATA, keep only the\n"
         "features of the audio files under DATA.",
         epilog=_PRUNE_EXAMPLE,
         formatter_class=raw,

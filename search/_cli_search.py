@@ -122,11 +122,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     p = sub.add_parser(
         "storage",
-        help="the embedded PostgreSQL: status or stop",
-        description="Show or stop the embedded PostgreSQL server ($EMOTUNE_HOME/pg).",
+        help="the embedded PostgreSQL: status, start or stop",
+        description="Show, start or stop the embedded PostgreSQL server ($EMOTUNE_HOME/pg); commands that need it start it themselves.",
         epilog="example: emotune storage status",
     )
-    p.add_argument("action", choices=["status", "stop"])
+    p.add_argument("action", choices=["status", "start", "stop"])
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_storage)
 
@@ -305,8 +305,12 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_storage(args: argparse.Namespace) -> int:
-    from emotune.search._storage import embedded_status, embedded_stop
+    from emotune.search._storage import embedded_status, embedded_stop, embedded_url, ensure_schema
 
+    if args.action == "start":
+        ensure_schema(embedded_url())
+        print(f"the embedded PostgreSQL runs in {embedded_status()['pgdata']}", file=sys.stderr)
+        return 0
     if args.action == "stop":
         stopped = embedded_stop()
         print(

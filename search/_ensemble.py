@@ -150,7 +150,11 @@ def full_params(spec: StudySpec, trial_params: Mapping[str, Any]) -> dict[str, A
 
 
 def top_candidates(url: str, opened: Opened, top_k: int, *, progress: bool = True) -> list[Candidate]:
-    """The best ``top_k`` complete trials of a study that have stored out-of-fold probabilities."""
+    """The best ``top_k`` complete trials of a study with stored out-of-fold probabilities.
+
+    A trial with the same parameters as a better one (samplers do propose a point again) is the same
+    model: it is skipped, so the ``top_k`` are distinct.
+    """
     import optuna
 
     from emotune.search._search import load_oof
@@ -161,9 +165,14 @@ def top_candidates(url: str, opened: Opened, top_k: int, *, progress: bool = Tru
     trials = sorted((t for t in trials if t.value is not None), key=lambda t: (-t.value, t.number))
     n_train, n_classes = len(opened.data.train_index), len(opened.spec.classes)
     out: list[Candidate] = []
+    taken: set[str] = set()
     for t in trials:
         if len(out) == top_k:
             break
+        params = full_params(opened.spec, t.params)
+        same = json.dumps(params, sort_keys=True, default=str)
+        if same in taken:  # the sampler proposed these parameters again: the same model, skip it
+            continue
         oof = load_oof(url, opened.name, t.number)
         if oof is None or oof.shape != (n_train, n_classes):
             _say(
@@ -171,7 +180,7 @@ def top_candidates(url: str, opened: Opened, top_k: int, *, progress: bool = Tru
                 progress,
             )
             continue
-        params = full_params(opened.spec, t.params)
+        taken.add(same)
         out.append(Candidate(opened.name, t.number, opened.spec, params, float(t.value), oof))
     if not out:
         raise EnsembleError(
@@ -258,9 +267,14 @@ def build_member(c: Candidate, n_classes: int) -> Any:
 
 
 def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Accuracy and UAR (a class predicted but absent from ``y_true`` is not a warning here)."""
+    import warnings
+
     from emotune.search._objective import score
 
-    return {"accuracy": score("accuracy", y_true, y_pred), "uar": score("uar", y_true, y_pred)}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        return {"accuracy": score("accuracy", y_true, y_pred), "uar": score("uar", y_true, y_pred)}
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -299,7 +313,8 @@ def fit_and_score(
 
     ``candidates[i].oof`` rows must be the rows ``train`` indexes, in that order.
     """
-    from emotune.search._voter import SoftVoter, greedy_selection
+    from emotune.search._objective import aligned_proba
+    from emotune.search._voter import SoftVoter, blend, greedy_selection
 
     say = say or (lambda m: _say(m, progress))
     n_classes = len(classes)
@@ -345,8 +360,6 @@ def fit_and_score(
             est = build_member(c, n_classes).fit(arrays[c.key][train], y_train)
             fitted[i] = (est, c.key)
 
-    from emotune.search._objective import aligned_proba
-
     rows: list[dict[str, Any]] = []
     for i, c in enumerate(candidates):
         cv = metrics(y_train, c.oof.argmax(axis=1))
@@ -372,8 +385,6 @@ def fit_and_score(
                 m = metrics(y_test, aligned_proba(est, arrays[key][test], n_classes).argmax(1))
                 row["test_accuracy"], row["test_uar"] = m["accuracy"], m["uar"]
         rows.append(row)
-
-    from emotune.search._voter import blend
 
     cv_voter = metrics(y_train, blend([c.oof for c in candidates], sel.weights).argmax(axis=1))
     train_pred = voter.predict_proba({k: arrays[k][train] for k in keys}).argmax(axis=1)
@@ -550,6 +561,7 @@ def make_manifest(
         "roots": first.spec.roots,
         "n_train": int(len(first.data.train_index)),
         "n_test": int(len(first.data.test_index)),
+        "test_speakers": sorted({first.data.rows[i]["speaker"] for i in first.data.test_index}),
         "studies": [o.name for o in opened],
         "speaker_norm": any(inputs[k].speaker_norm for k in used),
         "inputs": {k: dataclasses.asdict(v) for k, v in inputs.items() if k in used},
@@ -668,7 +680,8 @@ def describe(result: EnsembleResult) -> str:
     sel = m["selection"]
     lines = [
         f"ensemble of {len(m['studies'])} studies ({', '.join(m['studies'])}): target {m['target']} "
-        f"({len(m['classes'])} classes), protocol {m['protocol']}, {m['n_train']} training / {m['n_test']} test files",
+        f"({len(m['classes'])} classes), protocol {m['protocol']}, {m['n_train']} training / {m['n_test']} test files"
+        + (f" (test speakers {', '.join(m['test_speakers'])})" if m["protocol"] == "actor" else ""),
         f"weights: greedy selection with replacement on out-of-fold {m['metric']} "
         f"({sel['oof_score']:.4f}, best single member {sel['best_member_oof_score']:.4f})",
         "",

@@ -110,8 +110,9 @@ def outer_folds(
 ) -> list[np.ndarray]:
     """Test-row indices of each outer fold; a pure function of the data and ``seed``.
 
-    ``actor``: speakers in seeded order, genders interleaved, dealt round-robin into ``k`` folds, so
-    each fold holds out whole speakers and both genders whenever it holds out two or more.
+    ``actor``: speakers in seeded order, one gender after the other, dealt round-robin into ``k``
+    folds, so each fold holds out whole speakers, and both genders whenever there are at least ``k``
+    speakers of each.
     ``random``: stratified K-fold over files (rows ordered by content hash first).
     """
     n = len(labels)
@@ -122,15 +123,11 @@ def outer_folds(
         by_gender: dict[str, list[str]] = {}
         for s in sorted(gender_of, key=lambda s: _rank(seed, s)):
             by_gender.setdefault(gender_of[s], []).append(s)
-        queues = [by_gender[g] for g in sorted(by_gender)]
-        order: list[str] = []
-        while any(queues):
-            for q in queues:
-                if q:
-                    order.append(q.pop(0))
+        # One gender after the other, dealt round-robin: each gender spreads over all folds.
+        order = [s for g in sorted(by_gender) for s in by_gender[g]]
         fold_of = {s: i % k for i, s in enumerate(order)}
-        g = np.asarray(groups)
-        return [np.flatnonzero(np.array([fold_of[s] == f for s in g])) for f in range(k)]
+        row_fold = np.array([fold_of[s] for s in groups])
+        return [np.flatnonzero(row_fold == f) for f in range(k)]
     from sklearn.model_selection import StratifiedKFold
 
     order_idx = np.array(sorted(range(n), key=lambda i: hashes[i]))
@@ -180,6 +177,7 @@ def evaluate(
     """
     from emotune.features import build, feature_params, label_of, scan
     from emotune.search import _search
+    from emotune.search._objective import TrialData
     from emotune.search._study import PROTOCOLS, StudySpec, make_folds
 
     t_start = time.perf_counter()
@@ -234,7 +232,7 @@ def evaluate(
         _say(f"using {k} outer folds instead of {outer} (too few speakers or files per class)", progress)
     tests = outer_folds(labels_, groups, [r.gender for r in rows], hashes, protocol=protocol, k=k, seed=seed)
 
-    settings = {
+    settings: dict[str, Any] = {
         "data": [str(Path(d).resolve()) for d in data],
         "files": len(rows),
         "speakers": n_speakers,
@@ -253,7 +251,7 @@ def evaluate(
     }
     _say(
         f"nested evaluation: {k} outer folds ({'held-out speakers' if protocol == 'actor' else 'stratified files'}) x "
-        f"spaces {', '.join(settings['spaces'])}: up to {trials} trials per search"
+        f"spaces {', '.join(m.NAME for m in modules)}: up to {trials} trials per search"
         + (f" (or {timeout:g} s)" if timeout else "")
         + f", {workers} workers, inner {inner}-fold CV ({'grouped by speaker' if protocol == 'actor' else 'stratified'}), "
         f"ensemble of the top {top_k} of each, metric {metric}",
@@ -321,8 +319,6 @@ def evaluate(
                 spec = dataclasses.replace(specs_all[m.NAME], classes=classes, dataset_sha=digest)
                 names.append(name)
                 _search.create_or_check(url, name, spec, sdata)
-                from emotune.search._objective import TrialData
-
                 code = {c: i for i, c in enumerate(classes)}
                 tdata = TrialData(
                     X=arrays_by_set[m.FEATURES][train_idx],
@@ -392,10 +388,23 @@ def _ensemble_fold(
     progress: bool,
 ) -> list[dict[str, Any]]:
     """Weights on the fold's studies' out-of-fold data, refit on its training rows, test once."""
-    from emotune.search._ensemble import assign_inputs, fit_and_score, open_studies, top_candidates
+    from emotune.search._ensemble import (
+        EnsembleError,
+        assign_inputs,
+        fit_and_score,
+        open_studies,
+        top_candidates,
+    )
 
     opened = open_studies(url, names)
-    candidates = [c for o in opened for c in top_candidates(url, o, top_k, progress=progress)]
+    candidates = []
+    for o in opened:
+        try:
+            candidates += top_candidates(url, o, top_k, progress=progress)
+        except EnsembleError as exc:  # e.g. every trial pruned or failed within the budget
+            _say(f"{o.spec.space} is left out of this fold: {exc}", progress)
+    if not candidates:
+        raise EvaluateError("no search of this fold finished a trial: raise --trials or --timeout")
     inputs = assign_inputs(candidates)
     arrays = {key: arrays_by_set[spec.feature_set] for key, spec in inputs.items()}
     fit = fit_and_score(

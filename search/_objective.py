@@ -1,11 +1,10 @@
 """The cross-validated objective every worker runs, and the pruners it reports to.
 
 For fold ``k`` of ``K`` the objective fits ``space.build(params)`` on the fold's training rows and
-scores the held-out rows. Plain spaces report the running mean of fold scores at step ``k``; spaces
-with an iterative ``fit`` (boosting rounds, epochs) report inside each fold at steps
-``k * MAX_STEPS + step`` and the fold's running mean at ``k * MAX_STEPS + MAX_STEPS - 1``, so steps
-never collide. Pruning inside a fold happens on the first fold only; after every fold the trial may
-be pruned on its running mean.
+scores the held-out rows. Plain spaces report the running mean of fold scores at step ``k`` and may
+be pruned after each fold but the last. Spaces with an iterative ``fit`` (boosting rounds, epochs)
+report inside each fold at steps ``k * MAX_STEPS + step``, so steps never collide, and are pruned
+inside the first fold only: the survivors run the other folds for their out-of-fold probabilities.
 
 Every trial records ``uar`` and ``accuracy`` (pooled out-of-fold), the per-fold scores of the study's
 metric, the mean training score, the fit time and the worker (host:pid). Out-of-fold probabilities
@@ -130,7 +129,7 @@ def make_objective(
         fold_scores: list[float] = []
         train_scores: list[float] = []
         fit_time = 0.0
-        reported: set[int] = set()
+        reported: set[int] = set()  # steps an iterative fit already reported
 
         for k, (tr, va) in enumerate(data.folds):
             if should_stop is not None and should_stop():
@@ -162,10 +161,9 @@ def make_objective(
             train_scores.append(
                 score(metric, data.y[tr], aligned_proba(estimator, data.X[tr], n_classes).argmax(1))
             )
-            step = k * max_steps + max_steps - 1
-            if step not in reported:
-                trial.report(float(np.mean(fold_scores)), step)
-                reported.add(step)
+            if iterative:
+                continue  # judged inside the first fold only, on its own steps
+            trial.report(float(np.mean(fold_scores)), k)
             if k < len(data.folds) - 1 and trial.should_prune():
                 _record(trial, fold_scores, train_scores, fit_time)
                 raise optuna.TrialPruned(f"pruned after fold {k}")

@@ -119,7 +119,7 @@ def speakers_of(files: Sequence[str]) -> dict[str, str]:
 def windows_of(n_samples: int, sr: int, seconds: float) -> list[tuple[int, int]]:
     """``[(start, end), ...]`` sample ranges: windows of ``seconds``; a short tail joins the last one."""
     size = max(1, int(round(seconds * sr)))
-    bounds = []
+    bounds: list[tuple[int, int]] = []
     start = 0
     while start < n_samples:
         end = min(start + size, n_samples)

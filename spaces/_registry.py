@@ -1,8 +1,9 @@
 """Finds space modules: every ``spaces/<name>.py`` without a leading underscore, or a user's own ``.py`` file.
 
-Listing is static: :func:`names` reads the directory and :func:`describe` of a registered name reads the
-module's literal ``NAME``/``FEATURES``/``RESOURCES``/``MAX_STEPS`` with :mod:`ast`, so ``emotune spaces``
-imports neither scikit-learn nor torch. :func:`get` imports the module and checks the contract.
+Listing is cheap: :func:`names` reads the directory, and :func:`describe` of a registered name reads the
+module's literal ``NAME``/``FEATURES``/``RESOURCES``/``MAX_STEPS`` with :mod:`ast`, importing the module
+only when a declaration is computed (the torch spaces ask about GPUs for ``RESOURCES``). :func:`get`
+imports the module and checks the contract.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from emotune.features import EmotuneError
+from emotune.features import FEATURE_SETS, EmotuneError
 
 _DIR = Path(__file__).resolve().parent
 _PACKAGE = __name__.rpartition(".")[0]  # "emotune.spaces"
@@ -62,7 +63,10 @@ def get(name_or_path: str | os.PathLike[str]) -> ModuleType:
         raise SpaceError(
             f"unknown space {text!r}; valid spaces: {', '.join(valid)} (or a path to a .py file)"
         )
-    module = importlib.import_module(f"{_PACKAGE}.{text}")
+    try:
+        module = importlib.import_module(f"{_PACKAGE}.{text}")
+    except ImportError as exc:  # an optional dependency (torch) missing from this installation
+        raise SpaceError(f"spaces/{text}.py: cannot import: {type(exc).__name__}: {exc}") from exc
     _check(module, f"spaces/{text}.py", expected_name=text)
     return module
 
@@ -119,9 +123,11 @@ def _static_declarations(path: Path) -> dict[str, Any] | None:
             except (ValueError, TypeError, SyntaxError):
                 return None
             literal.add(target)
-    for node in ast.walk(tree):
-        stored = isinstance(node, ast.Name) and node.id in values and isinstance(node.ctx, ast.Store)
-        if stored and node not in literal:
+    for any_node in ast.walk(tree):
+        stored = (
+            isinstance(any_node, ast.Name) and any_node.id in values and isinstance(any_node.ctx, ast.Store)
+        )
+        if stored and any_node not in literal:
             return None  # assigned elsewhere too (in an if, a try, a function's global)
     has_getattr = any(isinstance(n, ast.FunctionDef) and n.name == "__getattr__" for n in tree.body)
     if values["NAME"] is None or (has_getattr and None in values.values()):
@@ -178,8 +184,6 @@ def _check(module: ModuleType, origin: str, *, expected_name: str | None = None)
         if hasattr(module, attr) and not callable(getattr(module, attr)):
             problems.append(f"{attr} must be a function")
     features = getattr(module, "FEATURES", DEFAULT_FEATURES)
-    from emotune.features import FEATURE_SETS
-
     if features not in FEATURE_SETS:
         problems.append(f"FEATURES {features!r} is not a feature set ({', '.join(FEATURE_SETS)})")
     resources = getattr(module, "RESOURCES", DEFAULT_RESOURCES)

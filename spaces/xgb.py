@@ -107,7 +107,9 @@ def fit(estimator: Pipeline, X: Any, y: Any, *, X_val: Any, y_val: Any, report: 
 
 
 def pruner() -> Any:
-    """Median pruning on the round-block learning curve of the first fold (and on fold scores after it)."""
+    """Median pruning of the latest value: round blocks of the first fold, then fold scores (no pruning
+    in the first 20% of the rounds). See :class:`~emotune.spaces._common.LatestValuePruner`.
+    """
     return rounds_pruner()
 
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from emotune.features._corpora import AUDIO_EXTENSIONS, CORPORA, Row, ScanResult, scan
 from emotune.features._errors import FeatureError
 from emotune.features._labels import drop_reason, label_of

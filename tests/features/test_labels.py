@@ -6,6 +6,7 @@ import itertools
 from pathlib import Path
 
 import pytest
+
 from emotune.features._corpora import Row, scan
 from emotune.features._errors import FeatureError
 from emotune.features._labels import (

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from emotune.features._corpora import Row, scan
 from emotune.features._errors import FeatureError
 from emotune.features._labels import EMOTIONS

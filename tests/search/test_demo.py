@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -31,14 +34,25 @@ def test_usage_errors_exit_2(run_cli):
     assert run_cli("ensemble", "a-study").returncode == 2  # --out is required
 
 
-def test_demo_on_the_embedded_storage(run_cli, emotune_home, ray_address, tmp_path):
+@pytest.fixture
+def private_home(monkeypatch):
+    """EMOTUNE_HOME outside pytest's temp root: pytest sessions of others chmod that root to 0700
+    at any time, and then the embedded server's user (`pgserver`) could not reach its data to stop."""
+    home = Path(tempfile.mkdtemp(prefix="emotune-demo-test-"))
+    monkeypatch.setenv("EMOTUNE_HOME", str(home))
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def test_demo_on_the_embedded_storage(run_cli, private_home, ray_address, tmp_path):
+    emotune_home = private_home
     out = tmp_path / "demo"
     try:
         proc = run_cli("demo", "--out", out, "--trials", "3", timeout=900)
     finally:
         stop = run_cli("storage", "stop")  # the embedded server runs detached: stop it
-        assert stop.returncode == 0, stop.stderr
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert stop.returncode == 0, stop.stderr[-3000:]
     # progress on stderr, the report and the summary on stdout
     assert "[1/7]" in proc.stderr and "[7/7]" in proc.stderr and "demo finished in" in proc.stderr
     assert (

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import optuna
+import pytest
 
 from emotune.search import _storage as st
 
@@ -17,14 +20,22 @@ SLOW_SPACE = str(Path(__file__).with_name("slow_space.py"))
 S = optuna.trial.TrialState
 
 
-def test_storage_status_and_stop(tmp_path, monkeypatch):
-    home = tmp_path / "h"
-    home.mkdir()
+@pytest.fixture
+def home(monkeypatch):
+    """A short EMOTUNE_HOME outside pytest's tmp tree (Unix-socket paths are limited to 107 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="et-home-"))
+    monkeypatch.setenv("EMOTUNE_HOME", str(path))
+    yield path
+    if st.embedded_status()["running"]:
+        st.embedded_stop()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_storage_status_and_stop(home):
     env = {**dict(__import__("os").environ), "EMOTUNE_HOME": str(home)}
     out = subprocess.run([EMOTUNE, "storage", "status", "--json"], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["running"] is False
-    monkeypatch.setenv("EMOTUNE_HOME", str(home))
     url = st.embedded_url(start=True)
     try:
         st.ensure_schema(url)
@@ -42,12 +53,7 @@ def test_storage_status_and_stop(tmp_path, monkeypatch):
     assert st.embedded_status()["running"] is False
 
 
-def test_study_survives_a_restart_of_the_embedded_server(
-    tmp_path, monkeypatch, ravdess, feature_cache, search_env
-):
-    home = tmp_path / "h"
-    home.mkdir()
-    monkeypatch.setenv("EMOTUNE_HOME", str(home))
+def test_study_survives_a_restart_of_the_embedded_server(home, ravdess, feature_cache, search_env):
     env = {**search_env, "EMOTUNE_HOME": str(home)}
     cmd = [
         EMOTUNE,
@@ -72,7 +78,7 @@ def test_study_survives_a_restart_of_the_embedded_server(
         end = time.time() + 180
         while time.time() < end:
             if st.embedded_status()["running"]:
-                url = st.embedded_url(start=False)
+                url = st.embedded_url()
                 try:
                     study = optuna.load_study(study_name="restart", storage=url)
                     if any(t.state == S.COMPLETE for t in study.get_trials(deepcopy=False)):
@@ -82,9 +88,11 @@ def test_study_survives_a_restart_of_the_embedded_server(
             time.sleep(0.5)
         else:
             raise AssertionError("no trial finished before the restart")
-        assert st.embedded_stop()
+        stop = subprocess.run([EMOTUNE, "storage", "stop"], capture_output=True, text=True, env=env)
+        assert stop.returncode == 0 and not st.embedded_status()["running"], stop.stderr
         time.sleep(2)
-        url = st.embedded_url(start=True)
+        start = subprocess.run([EMOTUNE, "storage", "start"], capture_output=True, text=True, env=env)
+        assert start.returncode == 0 and st.embedded_status()["running"], start.stderr
         _, err = proc.communicate(timeout=300)
     finally:
         proc.kill()

@@ -281,7 +281,7 @@ def test_accuracy_reads_columns_in_class_order() -> None:
     assert accuracy(np.array([0.9, 0.2]), np.array(["x", "y"]), ["y", "x"]) == 1.0  # binary: P(classes[1])
 
 
-def _study(reports: list[list[float]], pruner: optuna.pruners.BasePruner, direction: str = "maximize") -> Any:
+def _study(reports: list[list[float]], pruner: optuna.pruners.BasePruner, direction: Any = "maximize") -> Any:
     """A study whose finished trials reported ``reports[i][step]`` (as the objective does: running means)."""
     study = optuna.create_study(direction=direction, pruner=pruner)
     for values in reports:
