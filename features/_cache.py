@@ -63,21 +63,6 @@ _RACY_NS = 1_000_000_000
 _SQL_CHUNK = 900  # bound parameters per IN (...) query
 _BATCH_MAX = 48  # files per Ray task at most (~0.2 s of classic work): an even finish, few tasks
 _SAMPLE = 8  # unknown files hashed by the driver to tell new content from moved or touched files
-# What a worker imports to extract (lazily, in _audio and _sets): a local cluster's workers import
-# it while Ray is still starting up. A module missing here is imported by the first task instead.
-_WORKER_PRELOAD = (
-    "emotune.features._sets",
-    "scipy.fft",
-    "scipy.signal",
-    "scipy.sparse",
-    "soxr",
-    "soundfile",
-    "threadpoolctl",
-    "librosa.filters",
-    "librosa.core.spectrum",
-    "librosa.core.pitch",
-    "librosa.feature",
-)
 _DDL = (
     "CREATE TABLE stat (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,"
     " sha TEXT NOT NULL, racy INTEGER NOT NULL)",
@@ -440,9 +425,10 @@ class BuildReport:
         cache: The cache folder.
         unparsed: ``(path, reason)`` of audio files whose names gave no label (not built).
         hashes: path -> sha256 of its bytes, for every file that could be read.
-        timings: Seconds spent per phase: ``scan``, ``hash``, ``ray_start``, ``compute`` (from Ray
-            being up until the last result is committed), ``total``; ``worker_cpu`` sums the
+        timings: Seconds spent per phase: ``scan``, ``hash``, ``ray_start`` (importing Ray
+            included), ``compute`` (from Ray being up until the last result is committed), ``total``; ``worker_cpu`` sums the
             CPU seconds of the Ray tasks. Phases that did not happen are absent.
+        sets: The names of the feature sets built, in order.
     """
 
     files: int
@@ -647,13 +633,12 @@ class _Build:
         return jobs
 
     def _compute(self, jobs: list[_Job]) -> None:
+        t = time.perf_counter()
         import ray
 
         from emotune.features._ray import is_single_node, ray_init
 
-        t = time.perf_counter()
-        preload = () if os.environ.get("EMOTUNE_NO_PRELOAD") else _WORKER_PRELOAD
-        ray_init(self.ray_address, num_cpus=self.num_cpus, preload=preload)
+        ray_init(self.ray_address, num_cpus=self.num_cpus)
         self.timings["ray_start"] = time.perf_counter() - t
         t = time.perf_counter()
         cpus = max(int(ray.cluster_resources().get("CPU", 1)), 1)

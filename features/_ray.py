@@ -16,6 +16,8 @@ every machine that runs ``emotune`` against the cluster (or set ``RAY_AUTH_TOKEN
 ``RAY_AUTH_TOKEN_PATH`` there), and start every node with ``RAY_AUTH_MODE=token ray start ...``. The
 mode must be the same on every node and driver.
 
+Priority. Workers of a local cluster run at the driver's priority, not Ray's default niceness 15.
+
 numba. librosa JIT-compiles helpers with ``cache=True``; ``NUMBA_CACHE_DIR`` (default
 ``emotune_home()/numba``) points every process at one on-disk cache, so the compilation is paid
 once per machine, not once per worker. A local cluster inherits it from the environment; a cluster
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,7 @@ def auth_mode(address: str | None) -> str:
     return "token" if has_token else "disabled"
 
 
-def ray_init(address: str | None = None, *, num_cpus: int | None = None, preload: Sequence[str] = ()) -> None:
+def ray_init(address: str | None = None, *, num_cpus: int | None = None) -> None:
     """Attach to a Ray cluster, or start a local one for this process; a no-op when Ray is up.
 
     Args:
@@ -74,10 +75,6 @@ def ray_init(address: str | None = None, *, num_cpus: int | None = None, preload
             when set, else starts a local cluster (no dashboard) with ``num_cpus`` CPUs.
         num_cpus: CPUs of a local cluster (default: all cores). Ignored when attaching: a running
             cluster's resources are what its nodes declared.
-        preload: Modules the workers of a local cluster import before they take work. Ray starts
-            its first workers while it is still starting up, when the CPUs have room, so their
-            imports (seconds for librosa and scipy.signal) are mostly off the critical path.
-            Applies to every worker of that cluster; ignored when attaching.
 
     Raises:
         FeatureError: ``num_cpus`` is not a positive integer.
@@ -95,7 +92,7 @@ def ray_init(address: str | None = None, *, num_cpus: int | None = None, preload
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
     os.environ[_AUTH_ENV] = auth_mode(address)
-    # Ray only reports usage when asked; never let a library call phone home by default.
+    # Ray reports usage statistics by default; a library call should not phone home unless asked.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     env = numba_env()
     kwargs: dict[str, Any] = {
@@ -106,8 +103,10 @@ def ray_init(address: str | None = None, *, num_cpus: int | None = None, preload
     if address is None:
         # Workers of a local cluster inherit this process's environment.
         os.environ.update(env)
-        if preload:
-            kwargs["_system_config"] = {"preload_python_modules": list(preload)}
+        # Ray renices its workers to 15 (background work next to a long-lived raylet). Here they are
+        # the foreground work the user is waiting for: on a busy machine they would otherwise get a
+        # fraction of their CPUs. Same priority as this process.
+        kwargs["_system_config"] = {"worker_niceness": 0}
         ray.init(num_cpus=num_cpus, **kwargs)
     else:
         ray.init(address=address, runtime_env={"env_vars": env}, **kwargs)

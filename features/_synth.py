@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from emotune.features._errors import FeatureError
 from emotune.features._labels import EMOTIONS
 

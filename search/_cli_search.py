@@ -142,9 +142,9 @@ def add_ray(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_spaces(args: argparse.Namespace) -> int:
-    from emotune.spaces import describe, get, names
+    from emotune.spaces import describe, names
 
-    rows = [describe(get(n)) for n in names()]
+    rows = [describe(n) for n in names()]
     if args.json:
         print_json(rows)
         return 0

@@ -246,6 +246,18 @@ def load(model_dir: str | Path, *, check_features: bool = True) -> tuple[Any, di
     if check_features:
         for key, spec in sorted(manifest.get("inputs", {}).items()):
             check_feature_params(spec["feature_params"], where=f"{model_dir} input {key}")
+    for member in manifest.get("members", []):
+        if member.get("space_path"):
+            # A user's space module is imported under a name derived from its path; its classes
+            # unpickle only once it is imported (see emotune.spaces.get).
+            from emotune.spaces import get
+
+            try:
+                get(member["space_path"])
+            except EmotuneError as exc:
+                raise ModelDirError(
+                    f"{model_dir}: member {member.get('name')} needs its space module: {exc}"
+                ) from None
     try:
         voter = joblib.load(Path(model_dir) / VOTER_FILE)
     except Exception as exc:  # a library too old/new to unpickle it, a missing space module

@@ -108,7 +108,11 @@ def prepare(
     progress: bool = True,
 ) -> Prepared:
     """Scan and label the data, build missing features, and create (or check) the study."""
+    import optuna
+
     from emotune.features import build, feature_params, label_of, scan
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     space = _load_space(space_ref)
     fset = feature_set or space.FEATURES

@@ -6,6 +6,7 @@ Builds run on the session's Ray cluster (``ray_address``) and on real RAVDESS fi
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sqlite3
@@ -334,3 +335,82 @@ def test_scan_rows_and_paths_build_the_same(actor: Path, tmp_path: Path, ray_add
     assert (report.built, report.cached) == (57, 3)
     with pytest.raises(FeatureError):
         build([rows[0], str(actor)], cache_dir=cache, progress=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# Ray start-up (features/_ray.py)
+
+
+def test_auth_mode_is_always_explicit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    from emotune.features._ray import auth_mode
+
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert auth_mode(None) == "disabled"  # a local cluster for one command
+    assert auth_mode("10.0.0.5:6379") == "disabled"  # no token anywhere
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("secret")
+    assert auth_mode("10.0.0.5:6379") == "token"
+    assert auth_mode(None) == "disabled"
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
+    assert auth_mode("10.0.0.5:6379") == "disabled"
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "secret")
+    assert auth_mode("10.0.0.5:6379") == "token"
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    assert auth_mode(None) == "token"  # the user's choice wins
+
+
+def test_numba_env_defaults_to_emotune_home(monkeypatch: pytest.MonkeyPatch, emotune_home: Path):
+    from emotune.features._ray import numba_env
+
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    assert numba_env() == {"NUMBA_CACHE_DIR": str(emotune_home / "numba")}
+    assert (emotune_home / "numba").is_dir()
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(emotune_home / "elsewhere"))
+    assert numba_env() == {"NUMBA_CACHE_DIR": str(emotune_home / "elsewhere")}
+
+
+def test_ray_init_rejects_bad_cpus():
+    from emotune.features._ray import ray_init
+
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(FeatureError, match="num_cpus"):
+            ray_init(num_cpus=bad)  # type: ignore[arg-type]
+
+
+def test_local_cluster_workers_get_numba_cache_and_normal_priority(tmp_path: Path):
+    """A local cluster (no RAY_ADDRESS): explicit auth mode, shared numba cache, workers not reniced."""
+    code = (
+        "import json, os, ray\n"
+        "from emotune.features._ray import is_single_node, ray_init, ray_shutdown\n"
+        "ray_init(num_cpus=1)\n"
+        "@ray.remote\n"
+        "def probe():\n"
+        "    return [os.environ.get('NUMBA_CACHE_DIR'), os.environ.get('RAY_AUTH_MODE'), os.nice(0)]\n"
+        "print(json.dumps(ray.get(probe.remote()) + [is_single_node()]))\n"
+        "ray_shutdown()\n"
+    )
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE", "NUMBA_CACHE_DIR")
+    }
+    env["EMOTUNE_HOME"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1]) == [str(tmp_path / "numba"), "disabled", 0, True]
+    assert "Token authentication" not in out.stderr
+
+
+def test_attached_workers_get_the_numba_cache(actor: Path, tmp_path: Path, ray_address: str):
+    import ray
+
+    from emotune.features._ray import numba_env, ray_init
+
+    ray_init()  # attaches to the session's cluster through RAY_ADDRESS
+    assert ray.is_initialized()
+
+    @ray.remote
+    def probe() -> str | None:
+        return os.environ.get("NUMBA_CACHE_DIR")
+
+    assert ray.get(probe.remote()) == numba_env()["NUMBA_CACHE_DIR"]
