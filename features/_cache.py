@@ -198,6 +198,7 @@ class _Index:
 
 @contextmanager
 def open_index(cache_dir: str | os.PathLike[str] | None) -> Iterator[_Index]:
+    """The cache folder's index (default :func:`default_cache_dir`), closed on exit."""
     index = _Index(Path(cache_dir).expanduser().absolute() if cache_dir else default_cache_dir())
     try:
         yield index

@@ -465,7 +465,7 @@ def run(
         workers = capacity
     deadline = time.time() + timeout if timeout else None
     space_ref = prep.spec.space_path or prep.spec.space
-    actor_cls = ray.remote(Worker)
+    actor_cls: Any = ray.remote(Worker)
     # A worker process that dies (OOM, kill -9) is restarted and its loop re-run; the trial it was
     # running is failed by heartbeat and retried with the same parameters.
     # Workers see the driver's emotune settings (weights files, GPU share, heartbeats) and numba cache.
