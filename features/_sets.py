@@ -22,6 +22,11 @@ centred frames with zero padding (librosa's defaults, as the seeds); magnitude `
 ``|X|**2``; one slaney mel filterbank (0 Hz to Nyquist) applied to the power; MFCC = orthonormal
 DCT-II of ``power_to_db`` (ref 1, top_db 80) of that mel; chroma from the magnitude with librosa's
 tuning estimate computed on the same magnitude. Filterbanks are cached per setting.
+
+Imports: ``classic``, ``mfcc_seq`` and ``melspec`` need numpy, ``scipy.fft`` and ``scipy.sparse``
+only (filterbanks, window and dB conversion from :mod:`emotune.features._dsp`, bit-identical to
+librosa's), so a fresh worker does not pay librosa's 1.2-1.9 s import; ``classic_stats`` (delta,
+contrast, tonnetz, pYIN) imports librosa when it runs.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from emotune.features import _dsp
 from emotune.features._audio import read_audio
 from emotune.features._errors import FeatureError
 
@@ -378,7 +384,7 @@ def extract(y: np.ndarray, sr: int, params: Sequence[Mapping[str, Any]]) -> list
     y = np.ascontiguousarray(y, dtype=np.float32)
     if not np.isfinite(y).all():
         raise FeatureError("audio holds NaN or inf samples")
-    with _one_blas_thread():
+    with _one_blas_thread(heavy=any(p["set"] == "classic_stats" for p in plist)):
         analysis = _Analysis(y, sr=first["sr"], n_fft=first["n_fft"], hop_length=first["hop_length"])
         return [_COMPUTE[p["set"]](analysis, p) for p in plist]
 
@@ -395,7 +401,7 @@ def extract_file(path: str | os.PathLike[str], params: Sequence[Mapping[str, Any
     return extract(y, plist[0]["sr"], plist)
 
 
-def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
+def _one_blas_thread(*, heavy: bool = False) -> contextlib.AbstractContextManager[Any]:
     """BLAS on one thread while extract() runs in the main thread; the setting restored after.
 
     The products here are small (hundreds of frames by a 12-row chroma filterbank): a second BLAS
@@ -404,24 +410,31 @@ def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
     scikit-learn dependency). Other threads leave the setting alone: OpenBLAS (0.3.31) ignores a
     raise of its thread count from a thread that ran BLAS calls while another thread had lowered
     it, so a limit set and restored across threads can stick.
+
+    Args:
+        heavy: The call computes ``classic_stats``, which imports librosa (and with it
+            ``scipy.signal``); the other sets never load them, so their workers start fast.
     """
     if threading.current_thread() is not threading.main_thread():
         return contextlib.nullcontext()
-    return _blas_controller().limit(limits=1, user_api="blas")
+    return _blas_controller(heavy).limit(limits=1, user_api="blas")
 
 
-@functools.lru_cache(maxsize=1)
-def _blas_controller() -> Any:
-    """The process's BLAS libraries, found once (scanning the loaded libraries takes ~2 ms).
+@functools.lru_cache(maxsize=2)
+def _blas_controller(heavy: bool) -> Any:
+    """The process's BLAS libraries, found once per kind of call (a scan takes ~2 ms).
 
     The modules extract() uses are imported first: scipy brings its own OpenBLAS, and a library
-    loaded after the scan would not be limited.
+    loaded after the scan would not be limited. ``scipy.fft`` and ``scipy.sparse`` already load
+    both numpy's and scipy's; librosa, for ``classic_stats`` only (``heavy``), is imported too so
+    that whatever it loads is found as well.
     """
-    import librosa.filters  # noqa: F401
     import scipy.fft  # noqa: F401
-    import scipy.signal  # noqa: F401
     import scipy.sparse  # noqa: F401
     from threadpoolctl import ThreadpoolController
+
+    if heavy:
+        import librosa  # noqa: F401
 
     return ThreadpoolController()
 
@@ -463,9 +476,7 @@ class _Analysis:
 
     def log_mel(self, n_mels: int) -> np.ndarray:
         """[shape=(t, n_mels)] ``power_to_db(mel)`` with ref 1.0 and top_db 80, as librosa's MFCC."""
-        import librosa
-
-        return self._once(("log_mel", n_mels), lambda: librosa.power_to_db(self.mel(n_mels), top_db=_TOP_DB))
+        return self._once(("log_mel", n_mels), lambda: _dsp.power_to_db(self.mel(n_mels), top_db=_TOP_DB))
 
     def mfcc(self, n_mfcc: int, n_mels: int) -> np.ndarray:
         """[shape=(t, n_mfcc)] orthonormal DCT-II of the log-mel, first ``n_mfcc`` coefficients."""
@@ -478,18 +489,20 @@ class _Analysis:
 
     def chroma(self, n_chroma: int) -> np.ndarray:
         """[shape=(t, n_chroma)] ``chroma_stft(S=magnitude)``: each frame scaled to max 1."""
-        import librosa
 
         def compute() -> np.ndarray:
             tuning = _estimate_tuning(self.magnitude, sr=self.sr, n_fft=self.n_fft, bins_per_octave=n_chroma)
             raw = self.magnitude @ _chroma_basis(self.sr, self.n_fft, n_chroma, tuning).T
-            return librosa.util.normalize(raw, norm=np.inf, axis=1)
+            return _dsp.normalize(raw, norm=np.inf, axis=1)
 
         return self._once(("chroma", n_chroma), compute)
 
     @property
     def rms(self) -> np.ndarray:
-        """[shape=(t,)] RMS per frame from the spectrum (``librosa.feature.rms(S=...)``)."""
+        """[shape=(t,)] RMS per frame from the spectrum (``librosa.feature.rms(S=...)``).
+
+        Used by ``classic_stats`` only, which imports librosa anyway.
+        """
         import librosa
 
         return self._once(
@@ -521,9 +534,7 @@ def _magnitude(y: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def _hann(n_fft: int) -> np.ndarray:
-    import scipy.signal
-
-    window = scipy.signal.get_window("hann", n_fft, fftbins=True)
+    window = _dsp.hann(n_fft)  # scipy.signal.get_window("hann", n_fft), without importing scipy.signal
     window.setflags(write=False)
     return window
 
@@ -536,10 +547,9 @@ def _mel_basis_t(sr: int, n_fft: int, n_mels: int) -> Any:
     ~4x cheaper than the dense one and, unlike BLAS, never spins threads (a multithreaded sgemm
     this small is slower than one core on a busy machine).
     """
-    import librosa
     import scipy.sparse
 
-    return scipy.sparse.csc_array(librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels).T)
+    return scipy.sparse.csc_array(_dsp.mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels).T)
 
 
 @functools.lru_cache(maxsize=256)
@@ -548,9 +558,7 @@ def _chroma_basis(sr: int, n_fft: int, n_chroma: int, tuning: float) -> np.ndarr
 
     The tuning estimate takes one of ``1 / 0.01 + 1`` values, so the cache stays small.
     """
-    import librosa
-
-    basis = librosa.filters.chroma(sr=sr, n_fft=n_fft, tuning=tuning, n_chroma=n_chroma)
+    basis = _dsp.chroma_filterbank(sr=sr, n_fft=n_fft, n_chroma=n_chroma, tuning=tuning)
     basis.setflags(write=False)
     return basis
 
@@ -763,9 +771,7 @@ def _mfcc_seq(an: _Analysis, p: Mapping[str, Any]) -> np.ndarray:
 
 
 def _melspec(an: _Analysis, p: Mapping[str, Any]) -> np.ndarray:
-    import librosa
-
-    image = librosa.power_to_db(an.mel(p["n_mels"]).T, ref=np.max, top_db=p["top_db"])  # (n_mels, t)
+    image = _dsp.power_to_db(an.mel(p["n_mels"]).T, ref=np.max, top_db=p["top_db"])  # (n_mels, t)
     height, width = p["size"]
     resized = _resize_weights(image.shape[0], height) @ image @ _resize_weights(image.shape[1], width).T
     return resized.astype(np.float32)

@@ -66,6 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="pruner (auto: the space's)",
     )
     p.add_argument(
+        "--sampler", default="tpe", choices=["tpe", "random"], help="tpe (default) or random search"
+    )
+    p.add_argument(
         "--timeout", type=float, default=None, metavar="S", help="stop starting trials after S seconds"
     )
     p.add_argument("--corpus", default=None, help="force the corpus reader")
@@ -200,6 +203,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         num_cpus=args.num_cpus,
         timeout=args.timeout,
         pruner=args.pruner,
+        sampler=args.sampler,
         progress=not args.json,
     )
     if args.json:

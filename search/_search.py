@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from emotune.search._study import (
     study_data,
     study_data_from_json,
 )
+
+if TYPE_CHECKING:
+    import optuna
 
 FINISHED = ("COMPLETE", "PRUNED")
 # How long a worker keeps retrying an unreachable storage (a restart) before it gives up.
@@ -276,6 +279,7 @@ class Worker:
         seed: int,
         metric: str,
         pruner: str,
+        sampler: str = "tpe",
         deadline: float | None,
         heartbeat: tuple[int, int],
     ) -> None:
@@ -287,6 +291,7 @@ class Worker:
         self.seed = seed
         self.metric = metric
         self.pruner = pruner
+        self.sampler = sampler
         self.deadline = deadline
         self.heartbeat = heartbeat
         self._stop = threading.Event()
@@ -305,7 +310,7 @@ class Worker:
         _limit_threads()
         space = _load_space(self.space_ref)
         storage = st.retry_db(st.make_storage, self.url, heartbeat=self.heartbeat)
-        sampler = optuna.samplers.TPESampler(seed=self.seed + self.index)
+        sampler = make_sampler(self.sampler, self.seed + self.index)
         pruner = make_pruner(self.pruner, space, len(data.folds))
         study = st.retry_db(
             optuna.load_study, study_name=self.study_name, storage=storage, sampler=sampler, pruner=pruner
@@ -405,6 +410,20 @@ class Worker:
         return {"worker": worker_id(), "ran": ran}
 
 
+SAMPLERS = ("tpe", "random")
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """TPE (Optuna 5's default: multivariate, constant liar) or random search, seeded per worker."""
+    import optuna
+
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise StudyError(f"--sampler {name!r} is not one of {', '.join(SAMPLERS)}")
+
+
 def _limit_threads() -> None:
     """One worker = its CPU share: keep BLAS/OpenMP pools from oversubscribing the node."""
     try:
@@ -441,6 +460,7 @@ def run(
     num_cpus: int | None = None,
     timeout: float | None = None,
     pruner: str = "auto",
+    sampler: str = "tpe",
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the study with ``workers`` Ray workers until it holds ``n_trials`` finished trials."""
@@ -489,6 +509,7 @@ def run(
             seed=prep.spec.seed,
             metric=prep.spec.metric,
             pruner=pruner,
+            sampler=sampler,
             deadline=deadline,
             heartbeat=st.heartbeat_settings(),
         )

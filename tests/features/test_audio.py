@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import librosa
@@ -110,6 +113,25 @@ def test_other_encodings_equal_librosa_load(tmp_path: Path, fmt: str, subtype: s
     path = tmp_path / "x.wav"  # the extension never matters
     sf.write(path, y, 44100, format=fmt, subtype=subtype)
     np.testing.assert_array_equal(read_audio(path), librosa.load(path, sr=22050)[0])
+
+
+def test_decoding_and_resampling_import_no_librosa(data_dir: Path, tmp_path: Path) -> None:
+    """soxr and libsndfile directly: a fresh process that reads audio never loads librosa or numba."""
+    flac = tmp_path / "x.flac"
+    sf.write(flac, np.zeros((4410, 2)), 44100, format="FLAC")  # the libsndfile path
+    paths = [str(data_dir / name) for name in REAL] + [str(flac)]
+    code = f"""
+import json, sys
+from emotune.features._audio import read_audio
+lengths = [len(read_audio(p, sr=sr)) for p in {paths!r} for sr in (16000, 22050)]
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("librosa", "numba") or m.startswith("scipy.signal"))
+print(json.dumps({{"heavy": heavy, "lengths": lengths}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert len(result["lengths"]) == 2 * len(paths) and min(result["lengths"]) > 0
+    assert result["heavy"] == []
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

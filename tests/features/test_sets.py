@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from emotune.features import _dsp
 from emotune.features._audio import read_audio
 from emotune.features._errors import FeatureError
 from emotune.features._sets import (
@@ -125,6 +128,107 @@ def test_yin_f0_equals_librosa_yin(data_dir: Path) -> None:
     want = librosa.yin(y, fmin=60.0, fmax=600.0, sr=SR, frame_length=1024, hop_length=512)
     np.testing.assert_allclose(f0, want, rtol=1e-4)
     assert aperiodicity.shape == f0.shape and (aperiodicity >= 0).all()
+
+
+# --------------------------------------------------------------------------------------------------
+# No librosa on the hot path: numpy re-implementations, bit for bit
+
+# Modules a fresh process must not load for classic, mfcc_seq and melspec (1.2-1.9 s per Ray worker).
+HEAVY = ("librosa", "numba", "scipy.signal")
+
+
+def test_hot_path_imports_no_librosa_numba_or_scipy_signal(data_dir: Path) -> None:
+    """A fresh process reads, resamples (48 kHz -> 22050 Hz) and extracts the three light sets."""
+    code = f"""
+import json, sys
+from emotune.features._sets import extract_file, feature_params
+out = extract_file({str(data_dir / REAL[0])!r}, [feature_params(s) for s in ("classic", "mfcc_seq", "melspec")])
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r} or m.startswith({HEAVY!r}))
+print(json.dumps({{"heavy": heavy, "shapes": [list(a.shape) for a in out]}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["shapes"] == [[180], [20, 236], [128, 128]]
+    assert result["heavy"] == []
+
+
+@pytest.mark.parametrize(
+    ("sr", "n_fft", "n_mels"),
+    [
+        (16000, 512, 40),
+        (16000, 2048, 128),
+        (22050, 1024, 64),
+        (22050, 2048, 128),
+        (24414, 2048, 128),
+        (44100, 2048, 128),
+        (44100, 4096, 224),
+        (16000, 256, 128),  # empty filters: librosa's warning too
+    ],
+)
+def test_mel_filterbank_is_librosa_mel(sr: int, n_fft: int, n_mels: int) -> None:
+    with warnings.catch_warnings(record=True) as theirs:
+        warnings.simplefilter("always")
+        want = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)
+    with warnings.catch_warnings(record=True) as ours:
+        warnings.simplefilter("always")
+        got = _dsp.mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels)
+    assert got.dtype == want.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    assert [str(w.message) for w in ours] == [str(w.message) for w in theirs]
+    assert bool(ours) == ((sr, n_fft) == (16000, 256))
+
+
+@pytest.mark.parametrize("tuning", [0.0, -0.3, 0.41, -0.5, 0.49])
+@pytest.mark.parametrize(
+    ("sr", "n_fft", "n_chroma"),
+    [
+        (16000, 512, 12),
+        (16000, 2048, 12),
+        (22050, 2048, 12),
+        (22050, 1024, 24),
+        (44100, 2048, 12),
+        (44100, 4096, 36),
+    ],
+)
+def test_chroma_filterbank_is_librosa_chroma(sr: int, n_fft: int, n_chroma: int, tuning: float) -> None:
+    want = librosa.filters.chroma(sr=sr, n_fft=n_fft, n_chroma=n_chroma, tuning=tuning)
+    got = _dsp.chroma_filterbank(sr=sr, n_fft=n_fft, n_chroma=n_chroma, tuning=tuning)
+    assert got.dtype == want.dtype == np.float32 and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 255, 256, 1024, 2048, 4096])
+def test_hann_is_scipy_get_window(n: int) -> None:
+    import scipy.signal
+
+    np.testing.assert_array_equal(_dsp.hann(n), scipy.signal.get_window("hann", n, fftbins=True))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ref", [1.0, 0.25, np.max])
+@pytest.mark.parametrize("top_db", [80.0, 30.0, None])
+def test_power_to_db_is_librosa(dtype: type, ref: Any, top_db: float | None) -> None:
+    rng = np.random.default_rng(3)
+    S = (rng.exponential(1.0, (200, 128)) ** 6).astype(dtype)  # ~1e-12 .. 1e5: amin and top_db bite
+    S[0, :5] = 0.0
+    want = librosa.power_to_db(S, ref=ref, top_db=top_db)
+    got = _dsp.power_to_db(S, ref=ref, top_db=top_db)
+    assert got.dtype == want.dtype == dtype
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("norm", [np.inf, 2, 1, 3.5])
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_normalize_is_librosa(dtype: type, norm: float, axis: int) -> None:
+    rng = np.random.default_rng(4)
+    X = rng.normal(0.0, 1.0, (60, 12)).astype(dtype)
+    X[3], X[:, 5] = 0.0, 1e-39  # an all-zero row, a column below the smallest normal number
+    want = librosa.util.normalize(X, norm=norm, axis=axis)
+    got = _dsp.normalize(X, norm=norm, axis=axis)
+    assert got.dtype == want.dtype == dtype
+    np.testing.assert_array_equal(got, want)
 
 
 # --------------------------------------------------------------------------------------------------
