@@ -253,8 +253,12 @@ def make_storage(
     the next worker that asks for a trial, and retried (same parameters) up to ``MAX_RETRY`` times.
     ``heartbeat`` may be an explicit (interval, grace) pair.
     """
+    import warnings
+
     import optuna
 
+    # Heartbeats and their retry callback are marked experimental; emotune relies on them on purpose.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     kwargs: dict[str, Any] = {}
     if heartbeat:
         interval, grace = heartbeat if isinstance(heartbeat, tuple) else heartbeat_settings()
