@@ -98,7 +98,9 @@ def main() -> None:
     try:
         # (a) overhead ---------------------------------------------------------------------------
         p = prep(TRIVIAL)
-        _search.run(p, n_trials=args.overhead_trials, workers=1, progress=False, pruner="none", sampler="random")
+        _search.run(
+            p, n_trials=args.overhead_trials, workers=1, progress=False, pruner="none", sampler="random"
+        )
         ours = _span_ms(optuna.load_study(study_name=p.name, storage=url))
 
         plain_name = f"bench-plain-{tag}"
@@ -129,7 +131,11 @@ def main() -> None:
         rows += [
             ("overhead emotune (1 worker)", f"{ours:.1f} ms/trial", f"{args.overhead_trials} trials"),
             ("overhead plain study.optimize", f"{base:.1f} ms/trial", "same objective, storage, heartbeat"),
-            ("overhead Ray Tune + OptunaSearch", f"{tune_ms:.1f} ms/trial", f"marginal: {2 * args.tune_trials} vs {args.tune_trials} trials"),
+            (
+                "overhead Ray Tune + OptunaSearch",
+                f"{tune_ms:.1f} ms/trial",
+                f"marginal: {2 * args.tune_trials} vs {args.tune_trials} trials",
+            ),
         ]
 
         # (b) scaling ----------------------------------------------------------------------------
@@ -235,7 +241,9 @@ def _tune_run(n: int) -> float:
         trainable,
         param_space={"x": tune.uniform(0.0, 1.0)},
         tune_config=tune.TuneConfig(
-            search_alg=OptunaSearch(metric="score", mode="max", sampler=optuna.samplers.RandomSampler(seed=0)),
+            search_alg=OptunaSearch(
+                metric="score", mode="max", sampler=optuna.samplers.RandomSampler(seed=0)
+            ),
             num_samples=n,
             max_concurrent_trials=1,
         ),
