@@ -486,12 +486,13 @@ def run(
     deadline = time.time() + timeout if timeout else None
     space_ref = prep.spec.space_path or prep.spec.space
     actor_cls: Any = ray.remote(Worker)
-    # A worker process that dies (OOM, kill -9) is restarted and its loop re-run; the trial it was
-    # running is failed by heartbeat and retried with the same parameters.
-    # Workers see the driver's emotune settings (weights files, GPU share, heartbeats) and numba cache.
     from emotune.features import numba_env
 
+    # Workers see the driver's emotune settings (weights files, GPU share, heartbeats) and numba cache.
     env = {k: v for k, v in os.environ.items() if k.startswith("EMOTUNE_")} | numba_env()
+    # A worker process that dies (OOM, kill -9) is restarted and its loop re-run; the trial it was
+    # running is failed by heartbeat and retried with the same parameters. max_concurrency=2 lets
+    # stop() reach a worker that is busy in run().
     opts: dict[str, Any] = {
         "max_concurrency": 2,
         "max_restarts": 3,
