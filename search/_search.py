@@ -42,7 +42,6 @@ from emotune.search._study import (
 if TYPE_CHECKING:
     import optuna
 
-FINISHED = ("COMPLETE", "PRUNED")
 # How long a worker keeps retrying an unreachable storage (a restart) before it gives up.
 STORAGE_PATIENCE_S = float(os.environ.get("EMOTUNE_STORAGE_PATIENCE_S", "180"))
 
@@ -426,15 +425,14 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
 
 def _limit_threads() -> None:
     """One worker = its CPU share: keep BLAS/OpenMP pools from oversubscribing the node."""
+    from threadpoolctl import threadpool_limits
+
+    # Ray sets OMP_NUM_THREADS to the actor's CPUs; a malformed value falls back to one thread.
     try:
-        import os
-
-        from threadpoolctl import threadpool_limits
-
-        n = int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
-        threadpool_limits(n)
-    except Exception:
-        pass
+        n = max(1, int(os.environ.get("OMP_NUM_THREADS", "1")))
+    except ValueError:
+        n = 1
+    threadpool_limits(n)
 
 
 def cluster_capacity(resources: dict[str, float]) -> int:
