@@ -77,6 +77,7 @@ def main() -> None:
     ap.add_argument("--scale-trials", type=int, default=18)
     ap.add_argument("--prune-trials", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=3, help="runs of each timed arm; the best counts")
+    ap.add_argument("--arms", default="abc", help="which arms to run (default abc: all)")
     args = ap.parse_args()
 
     import optuna
@@ -105,120 +106,130 @@ def main() -> None:
     rows: list[tuple[str, str, str]] = []
     try:
         # (a) overhead ---------------------------------------------------------------------------
-        # Arms alternate, each run --repeats times; the best run of each counts (timing noise on a
-        # shared 2-core machine is one-sided: other work only ever makes a run slower).
-        from emotune.spaces import get
+        if "a" in args.arms:
+            # Arms alternate, each run --repeats times; the best run of each counts (timing noise on a
+            # shared 2-core machine is one-sided: other work only ever makes a run slower).
+            from emotune.spaces import get
 
-        ours_runs, plain_runs = [], []
-        p = prep(TRIVIAL)
-        for _ in range(args.repeats):
-            name = f"bench-trivial-{tag}-{len(made)}"
-            made.append(name)
-            q = _search.Prepared(name, url, p.space, p.spec, p.data, p.trial_data, True)
-            _search.create_or_check(url, name, p.spec, p.data)
-            _search.run(
-                q, n_trials=args.overhead_trials, workers=1, progress=False, pruner="none", sampler="random"
-            )
-            ours_runs.append(_span_ms(optuna.load_study(study_name=name, storage=url)))
+            ours_runs, plain_runs = [], []
+            p = prep(TRIVIAL)
+            for _ in range(args.repeats):
+                name = f"bench-trivial-{tag}-{len(made)}"
+                made.append(name)
+                q = _search.Prepared(name, url, p.space, p.spec, p.data, p.trial_data, True)
+                _search.create_or_check(url, name, p.spec, p.data)
+                _search.run(
+                    q,
+                    n_trials=args.overhead_trials,
+                    workers=1,
+                    progress=False,
+                    pruner="none",
+                    sampler="random",
+                )
+                ours_runs.append(_span_ms(optuna.load_study(study_name=name, storage=url)))
 
-            plain_name = f"bench-plain-{tag}-{len(made)}"
-            made.append(plain_name)
-            storage = st.make_storage(url, heartbeat=True)
-            plain = optuna.create_study(
-                study_name=plain_name,
-                storage=storage,
-                direction="maximize",
-                sampler=optuna.samplers.RandomSampler(seed=0),
-                pruner=optuna.pruners.NopPruner(),
-            )
-            eng = st.engine(url)
-            objective = make_objective(
-                get(TRIVIAL),
-                p.trial_data,
-                metric="uar",
-                seed=0,
-                save_oof=lambda n, b, plain_name=plain_name, eng=eng: st.save_blob(
-                    eng, plain_name, "oof", b, n
+                plain_name = f"bench-plain-{tag}-{len(made)}"
+                made.append(plain_name)
+                storage = st.make_storage(url, heartbeat=True)
+                plain = optuna.create_study(
+                    study_name=plain_name,
+                    storage=storage,
+                    direction="maximize",
+                    sampler=optuna.samplers.RandomSampler(seed=0),
+                    pruner=optuna.pruners.NopPruner(),
+                )
+                eng = st.engine(url)
+                objective = make_objective(
+                    get(TRIVIAL),
+                    p.trial_data,
+                    metric="uar",
+                    seed=0,
+                    save_oof=lambda n, b, plain_name=plain_name, eng=eng: st.save_blob(
+                        eng, plain_name, "oof", b, n
+                    ),
+                )
+                plain.optimize(objective, n_trials=args.overhead_trials)
+                plain_runs.append(_span_ms(plain))
+                eng.dispose()
+            ours, base = min(ours_runs), min(plain_runs)
+
+            tune_ms = _tune_ms(args.tune_trials)
+            rows += [
+                ("overhead emotune (1 worker)", f"{ours:.1f} ms/trial", f"best of {_ms(ours_runs)}"),
+                ("overhead plain study.optimize", f"{base:.1f} ms/trial", f"best of {_ms(plain_runs)}"),
+                (
+                    "overhead Ray Tune + OptunaSearch",
+                    f"{tune_ms:.1f} ms/trial",
+                    f"marginal: {2 * args.tune_trials} vs {args.tune_trials} trials",
                 ),
-            )
-            plain.optimize(objective, n_trials=args.overhead_trials)
-            plain_runs.append(_span_ms(plain))
-            eng.dispose()
-        ours, base = min(ours_runs), min(plain_runs)
-
-        tune_ms = _tune_ms(args.tune_trials)
-        rows += [
-            ("overhead emotune (1 worker)", f"{ours:.1f} ms/trial", f"best of {_ms(ours_runs)}"),
-            ("overhead plain study.optimize", f"{base:.1f} ms/trial", f"best of {_ms(plain_runs)}"),
-            (
-                "overhead Ray Tune + OptunaSearch",
-                f"{tune_ms:.1f} ms/trial",
-                f"marginal: {2 * args.tune_trials} vs {args.tune_trials} trials",
-            ),
-        ]
+            ]
 
         # (b) scaling ----------------------------------------------------------------------------
-        sampler = optuna.samplers.RandomSampler(seed=1)
-        draft = optuna.create_study(sampler=sampler)
-        rf = get("rf")
-        params = [rf.suggest(draft.ask()) for _ in range(args.scale_trials)]
-        rates: dict[int, float] = {}
-        for _ in range(max(1, args.repeats - 1)):
+        if "b" in args.arms:
+            sampler = optuna.samplers.RandomSampler(seed=1)
+            draft = optuna.create_study(sampler=sampler)
+            rf = get("rf")
+            params = [rf.suggest(draft.ask()) for _ in range(args.scale_trials)]
+            rates: dict[int, float] = {}
+            for _ in range(max(1, args.repeats - 1)):
+                for workers in (1, 2):
+                    p = prep("rf")
+                    study = optuna.load_study(study_name=p.name, storage=url)
+                    for prm in params:
+                        study.enqueue_trial(_capped(prm))
+                    _search.run(p, n_trials=args.scale_trials, workers=workers, progress=False, pruner="none")
+                    rate = _rate(optuna.load_study(study_name=p.name, storage=url))
+                    rates[workers] = max(rates.get(workers, 0.0), rate)
             for workers in (1, 2):
-                p = prep("rf")
-                study = optuna.load_study(study_name=p.name, storage=url)
-                for prm in params:
-                    study.enqueue_trial(_capped(prm))
-                _search.run(p, n_trials=args.scale_trials, workers=workers, progress=False, pruner="none")
-                rate = _rate(optuna.load_study(study_name=p.name, storage=url))
-                rates[workers] = max(rates.get(workers, 0.0), rate)
-        for workers in (1, 2):
-            rows.append(
-                (
-                    f"rf trials/min, {workers} worker(s)",
-                    f"{rates[workers]:.1f}",
-                    f"{args.scale_trials} enqueued trials, 1 thread each",
+                rows.append(
+                    (
+                        f"rf trials/min, {workers} worker(s)",
+                        f"{rates[workers]:.1f}",
+                        f"{args.scale_trials} enqueued trials, 1 thread each",
+                    )
                 )
-            )
 
         # (c) pruning ----------------------------------------------------------------------------
-        p = prep("knn", protocol="random", folds=5)
-        knn = get("knn")
-        draft = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
-        prm_list = [knn.suggest(draft.ask()) for _ in range(args.prune_trials)]
-        results = {}
-        for arm, pruner in (("off", "none"), ("on", "auto")):
-            name = f"bench-prune-{arm}-{tag}"
-            made.append(name)
-            from emotune.search._objective import make_pruner
+        if "c" in args.arms:
+            p = prep("knn", protocol="random", folds=5)
+            knn = get("knn")
+            draft = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
+            prm_list = [knn.suggest(draft.ask()) for _ in range(args.prune_trials)]
+            results = {}
+            for arm, pruner in (("off", "none"), ("on", "auto")):
+                name = f"bench-prune-{arm}-{tag}"
+                made.append(name)
+                from emotune.search._objective import make_pruner
 
-            study = optuna.create_study(
-                study_name=name, storage=url, direction="maximize", pruner=make_pruner(pruner, knn, 5)
-            )
-            for prm in prm_list:
-                study.enqueue_trial(prm)
-            study.optimize(make_objective(knn, p.trial_data, metric="uar", seed=0), n_trials=len(prm_list))
-            trials = study.get_trials(deepcopy=False)
-            fits = sum(len(t.user_attrs.get("fold_scores", [])) for t in trials)
-            results[arm] = (
-                fits,
-                study.best_value,
-                sum(t.state == optuna.trial.TrialState.PRUNED for t in trials),
-            )
-        saved = 1 - results["on"][0] / results["off"][0]
-        delta = results["on"][1] - results["off"][1]
-        rows += [
-            (
-                "pruning off: fold fits / best",
-                f"{results['off'][0]} / {results['off'][1]:.4f}",
-                f"{args.prune_trials} trials, knn, 5 folds",
-            ),
-            (
-                "pruning on: fold fits / best",
-                f"{results['on'][0]} / {results['on'][1]:.4f}",
-                f"{results['on'][2]} pruned (running-mean median)",
-            ),
-        ]
+                study = optuna.create_study(
+                    study_name=name, storage=url, direction="maximize", pruner=make_pruner(pruner, knn, 5)
+                )
+                for prm in prm_list:
+                    study.enqueue_trial(prm)
+                study.optimize(
+                    make_objective(knn, p.trial_data, metric="uar", seed=0), n_trials=len(prm_list)
+                )
+                trials = study.get_trials(deepcopy=False)
+                fits = sum(len(t.user_attrs.get("fold_scores", [])) for t in trials)
+                results[arm] = (
+                    fits,
+                    study.best_value,
+                    sum(t.state == optuna.trial.TrialState.PRUNED for t in trials),
+                )
+            saved = 1 - results["on"][0] / results["off"][0]
+            delta = results["on"][1] - results["off"][1]
+            rows += [
+                (
+                    "pruning off: fold fits / best",
+                    f"{results['off'][0]} / {results['off'][1]:.4f}",
+                    f"{args.prune_trials} trials, knn, 5 folds",
+                ),
+                (
+                    "pruning on: fold fits / best",
+                    f"{results['on'][0]} / {results['on'][1]:.4f}",
+                    f"{results['on'][2]} pruned (running-mean median)",
+                ),
+            ]
     finally:
         for name in made:
             try:
@@ -231,10 +242,16 @@ def main() -> None:
     print(f"{'arm'.ljust(width)}  {'value':>22}  notes")
     for a, v, n in rows:
         print(f"{a.ljust(width)}  {v:>22}  {n}")
-    print(
-        f"overhead_vs_optuna={ours / base:.3f} overhead_vs_tune={ours / tune_ms:.4f} "
-        f"scale_2w={rates[2] / rates[1]:.2f} prune_saved={saved:.3f} prune_best_delta={delta:+.4f}"
-    )
+    last = {}
+    if "a" in args.arms:
+        last["overhead_vs_optuna"] = f"{ours / base:.3f}"
+        last["overhead_vs_tune"] = f"{ours / tune_ms:.4f}"
+    if "b" in args.arms:
+        last["scale_2w"] = f"{rates[2] / rates[1]:.2f}"
+    if "c" in args.arms:
+        last["prune_saved"] = f"{saved:.3f}"
+        last["prune_best_delta"] = f"{delta:+.4f}"
+    print(" ".join(f"{k}={v}" for k, v in last.items()))
 
 
 def _ms(runs: list[float]) -> str:

@@ -256,8 +256,13 @@ def load_oof(url: str, name: str, trial_number: int) -> np.ndarray | None:
 # --- workers -------------------------------------------------------------------------------------
 
 
-def _count_states(cur: Any, study_id: int) -> dict[str, int]:
-    cur.execute("SELECT state, count(*) FROM trials WHERE study_id = %s GROUP BY state", (study_id,))
+def _count_states(cur: Any, study_id: int, *, lock: int | None = None) -> dict[str, int]:
+    """Trials of the study per state; with ``lock``, first take that advisory lock (one round trip)."""
+    sql = "SELECT state, count(*) FROM trials WHERE study_id = %s GROUP BY state"
+    if lock is None:
+        cur.execute(sql, (study_id,))
+    else:  # two statements, one round trip: psycopg2 returns the last one's rows
+        cur.execute("SELECT pg_advisory_lock(%s); " + sql, (lock, study_id))
     counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0, "RUNNING": 0, "WAITING": 0}
     for state, n in cur.fetchall():
         counts[str(state).split(".")[-1]] = int(n)
@@ -361,9 +366,8 @@ class Worker:
                 if conn is None:
                     conn = st.autocommit_connection(eng)
                 cur = conn.cursor()
-                cur.execute("SELECT pg_advisory_lock(%s)", (key,))
-                held["lock"] = True
-                counts = _count_states(cur, study_id)
+                held["lock"] = True  # set first: should the count fail, release() is harmless
+                counts = _count_states(cur, study_id, lock=key)
                 finished = counts["COMPLETE"] + counts["PRUNED"]
                 if finished >= self.n_trials:
                     release()
