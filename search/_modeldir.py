@@ -15,6 +15,12 @@ directory that still has it, or any file the manifest does not list. So a writer
 moment (even ``kill -9``) leaves nothing :func:`load` accepts: either a hidden ``.NAME.tmp-*``
 directory (with the marker), or the target with the marker, or the previous target untouched.
 
+Leftovers of a killed writer are cleared by the next :func:`write` to the same target, and by
+:func:`verify` of a target that is missing or incomplete (:func:`recover`): its hidden temporary
+directory is deleted, and a previous model it had moved aside (``--force``) is put back, so a
+replaced model is never lost. Leftovers whose writer still runs, or ran on another host, are left
+alone: their names carry the writer's pid and a digest of its host name.
+
 Reading verifies before it unpickles: the manifest's own checksum, every listed file's sha256, no
 missing or unlisted file, and feature parameters this emotune computes identically. The checksums
 catch corruption and edits, not a malicious author: like any pickle, only load model directories
@@ -26,7 +32,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -116,12 +124,13 @@ def write(
     Raises:
         ModelDirError: ``out`` is a file, or a non-empty folder without ``force``.
     """
+    recover(out)
     out = check_target(out, force=force)
     for name in files:
         if name in (MANIFEST, _MARKER) or "/" in name or name.startswith("."):
             raise ValueError(f"bad model file name {name!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{_owner()}-", dir=out.parent))
     old: Path | None = None
     try:
         tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a model directory is an ordinary one
@@ -136,7 +145,7 @@ def write(
         _write_synced(tmp / MANIFEST, text.encode())
         _fsync_dir(tmp)
         if out.is_dir() and any(out.iterdir()):
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{_owner()}-", dir=out.parent))
             os.replace(out, old / "model")
         os.replace(tmp, out)  # replaces an empty folder, or creates out
         _fsync_dir(out.parent)
@@ -153,6 +162,56 @@ def write(
     return out
 
 
+def recover(out: str | Path) -> None:
+    """Clear what writers of ``out`` that died (killed, crashed) left beside it.
+
+    A previous model that a dead writer had moved aside is put back when ``out`` is missing or is
+    the dead writer's incomplete directory; hidden temporary directories of dead writers are deleted.
+    """
+    out = Path(out).absolute()
+    if not out.parent.is_dir():
+        return
+    for old in sorted(out.parent.glob(f".{out.name}.old-*")):
+        if not _dead(old):
+            continue
+        previous = old / "model"
+        try:
+            if previous.is_dir() and (not out.exists() or (out / _MARKER).exists()):
+                if out.exists():
+                    shutil.rmtree(out)
+                os.replace(previous, out)
+                _fsync_dir(out.parent)
+        except OSError:  # e.g. a read-only folder: leave everything for a writer to recover
+            continue
+        shutil.rmtree(old, ignore_errors=True)
+    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
+        if _dead(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _owner() -> str:
+    """``PID@HOST`` for leftover names: this process and a digest of its host name."""
+    return f"{os.getpid()}@{_host_digest()}"
+
+
+def _host_digest() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _dead(leftover: Path) -> bool:
+    """Whether the writer named in a leftover's name (``.NAME.tmp-PID@HOST-XXXX``) is gone from this host."""
+    match = re.search(r"\.(?:tmp|old)-(\d+)@([0-9a-f]{8})-[^/]*$", leftover.name)
+    if match is None or match.group(2) != _host_digest():
+        return False  # another host's writer, or not ours: never assumed dead
+    try:
+        os.kill(int(match.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False
+    return False
+
+
 def verify(model_dir: str | Path) -> dict[str, Any]:
     """Check a model directory and return its manifest.
 
@@ -161,6 +220,8 @@ def verify(model_dir: str | Path) -> dict[str, Any]:
     a file the manifest does not list.
     """
     path = Path(model_dir)
+    if not path.is_dir() or (path / _MARKER).exists():
+        recover(path)
     if not path.is_dir():
         raise ModelDirError(f"{path}: no such model directory")
     if (path / _MARKER).exists():

@@ -183,18 +183,24 @@ def test_a_writer_killed_at_any_step_leaves_nothing_accepted(tmp_path, fitted, f
     for kill_at in range(1, n_steps + 1):
         proc = _run_killer(tmp_path, out, "new", kill_at, force)
         assert proc.returncode == -9, (kill_at, proc.stderr)
-        manifest = _accepted(out)
+        # Leftovers are hidden siblings only, and none of them is accepted as the new model.
+        for left in tmp_path.glob(".model.*"):
+            for d in [left, *left.iterdir()]:
+                assert _accepted(d) is None or _accepted(d)["note"] == "old"
+        manifest = _accepted(out)  # verify() also recovers what the dead writer left
         if kill_at < n_steps:  # killed before the marker was deleted: never the new model
-            assert manifest is None or manifest["note"] == "old", kill_at
+            if force:  # and the model it was replacing is back in place, never lost
+                assert manifest is not None and manifest["note"] == "old", kill_at
+            else:
+                assert manifest is None, kill_at
             if manifest is None and out.exists():
                 with pytest.raises(md.ModelDirError, match="incomplete"):
                     md.verify(out)
         else:  # killed after the last content step: the write had completed
             assert manifest is not None and manifest["note"] == "new"
-        # Leftovers are hidden siblings only, and none of them is accepted either.
-        for left in tmp_path.glob(".model.*"):
-            for d in [left, *left.iterdir()]:
-                assert _accepted(d) is None or _accepted(d)["note"] == "old"
+        md.recover(out)  # what the next write does first
+        assert not list(tmp_path.glob(".model.*")), (kill_at, "a dead writer's leftovers were not cleared")
+        assert _accepted(out) == manifest  # and it changes nothing that was accepted
         # Reset for the next step.
         for left in tmp_path.glob(".model.*"):
             subprocess.run(["rm", "-rf", str(left)], check=True)
@@ -202,3 +208,17 @@ def test_a_writer_killed_at_any_step_leaves_nothing_accepted(tmp_path, fitted, f
             subprocess.run(["rm", "-rf", str(out)], check=True)
         if force:
             md.write(out, {md.VOTER_FILE: b"old"}, {"note": "old", "inputs": {}})
+
+
+def test_leftovers_of_a_live_writer_or_another_host_are_left_alone(tmp_path):
+    out = tmp_path / "model"
+    md.write(out, {md.VOTER_FILE: b"v"}, {"note": "x", "inputs": {}})
+    live = tmp_path / f".model.tmp-{md._owner()}-abc"  # this very process: alive
+    elsewhere = tmp_path / ".model.tmp-999999999@00000000-abc"  # a pid on another host
+    foreign = tmp_path / ".model.tmp-notours"
+    dead = tmp_path / f".model.tmp-999999999@{md._host_digest()}-abc"  # no such pid here
+    for d in (live, elsewhere, foreign, dead):
+        d.mkdir()
+    md.recover(out)
+    assert live.is_dir() and elsewhere.is_dir() and foreign.is_dir() and not dead.exists()
+    assert md.verify(out)["note"] == "x"
