@@ -94,8 +94,8 @@ print(json.dumps({"loop": t2 - t1, "in_process": t2 - t0}))
 
 WARM_NUMBA = r"""
 import sys
-from emotune.features import extract_file, feature_params, FEATURE_SETS
-extract_file(sys.argv[1], [feature_params(s) for s in FEATURE_SETS])
+from emotune.features import extract_file, feature_params, AUDIO_SETS
+extract_file(sys.argv[1], [feature_params(s) for s in AUDIO_SETS])
 import librosa, numpy as np
 y, sr = librosa.load(sys.argv[1], sr=22050)
 librosa.feature.chroma_stft(S=np.abs(librosa.stft(y)), sr=sr); librosa.feature.mfcc(y=y, sr=sr)

@@ -14,10 +14,19 @@ from emotune.features._home import default_cache_dir, emotune_home
 from emotune.features._labels import SCHEMES, class_names, label_of
 from emotune.features._load import Dataset, load, speaker_normalize
 from emotune.features._ray import numba_env, ray_init
-from emotune.features._sets import FEATURE_SETS, extract, extract_file, feature_columns, feature_params
+from emotune.features._sets import (
+    AUDIO_SETS,
+    FEATURE_SETS,
+    default_params,
+    extract,
+    extract_file,
+    feature_columns,
+    feature_params,
+)
 from emotune.features._synth import synthesize
 
 __all__ = [
+    "AUDIO_SETS",
     "FEATURE_SETS",
     "SCHEMES",
     "AudioError",
@@ -30,6 +39,7 @@ __all__ = [
     "build",
     "class_names",
     "default_cache_dir",
+    "default_params",
     "emotune_home",
     "extract",
     "extract_file",

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from emotune.features._corpora import Row, scan
-from emotune.features._errors import AudioError, FeatureError
+from emotune.features._errors import AudioError, EmotuneError, FeatureError
 from emotune.features._home import default_cache_dir
 
 __all__ = ["BuildReport", "build", "file_hashes", "params_key", "prune"]
@@ -57,6 +57,9 @@ _SCHEMA = 2
 _DB_NAME = "index.db"
 # Libraries whose versions can change the numbers (decoding, resampling, transforms, filterbanks).
 _LIBRARIES = ("numpy", "scipy", "librosa", "soundfile", "soxr")
+# Libraries that only some sets use: in those sets' keys only, so the other sets' keys stay as they were.
+_SET_LIBRARIES: dict[str, tuple[str, ...]] = {"vgg16_bottleneck": ("torch",)}
+_BATCHED = ("vgg16_bottleneck",)  # sets whose last step is a network (features._sets.BATCHED_SETS)
 # A stat entry of a file modified less than this long before it was read is "racy": trusted by
 # prune, but the next build hashes the file again (git's "racily clean" rule).
 _RACY_NS = 1_000_000_000
@@ -79,13 +82,17 @@ _DDL = (
 # Keys
 
 
-@functools.lru_cache(maxsize=1)
 def library_versions() -> dict[str, str]:
-    """Versions of the libraries the cache key includes, without importing them."""
+    """Versions of the libraries every set's cache key includes, without importing them."""
+    return _versions(_LIBRARIES)
+
+
+@functools.lru_cache(maxsize=8)
+def _versions(names: tuple[str, ...]) -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {}
-    for name in _LIBRARIES:
+    for name in names:
         try:
             versions[name] = version(name)
         except PackageNotFoundError:
@@ -105,14 +112,18 @@ def canonical_params(params: Mapping[str, Any]) -> dict[str, Any]:
 def params_key(params: Mapping[str, Any]) -> str:
     """The cache key of one feature set's params: params + library versions + cache schema.
 
+    The libraries are :data:`_LIBRARIES`, plus torch for ``vgg16_bottleneck`` (:data:`_SET_LIBRARIES`).
+
     Args:
         params: A dict from :func:`feature_params`.
 
     Returns:
         32 hex digits.
     """
+    canonical = canonical_params(params)
+    libraries = {**library_versions(), **_versions(_SET_LIBRARIES.get(canonical["set"], ()))}
     blob = json.dumps(
-        {"params": canonical_params(params), "libraries": library_versions(), "schema": _SCHEMA},
+        {"params": canonical, "libraries": libraries, "schema": _SCHEMA},
         sort_keys=True,
         separators=(",", ":"),
     )
@@ -359,23 +370,36 @@ def _stft_groups(params: Sequence[Mapping[str, Any]]) -> list[list[int]]:
 
 
 def _extract_batch(
-    items: list[tuple[str, bytes | None]], params: list[dict[str, Any]]
+    items: list[tuple[str, bytes | None]], params: list[dict[str, Any]], vgg16_weights: str | None = None
 ) -> tuple[list[tuple[Any, ...]], float]:
     """Read, hash, decode and extract a batch of files (runs inside a Ray worker).
+
+    Every set but a batched one (``vgg16_bottleneck``) is computed file by file; a batched set's
+    inputs (``melspec`` images) are gathered from the files that decoded, then its network runs over
+    them in a few forward passes (one torch thread, as the task holds one CPU; CUDA when visible).
+    Only a task given a batched set imports torch.
 
     Args:
         items: ``(path, bytes)`` pairs; ``bytes`` is None when the worker can read the path itself.
         params: Validated feature params, one per set.
+        vgg16_weights: The weights file of ``vgg16_bottleneck`` on this worker's machine (None:
+            ``$EMOTUNE_VGG16_WEIGHTS``); the driver checked it against the params' sha256.
 
     Returns:
         One tuple per file: ``(path, sha, arrays, reason, duration)`` where ``arrays`` is a list of
         ``(dtype, shape, bytes)`` per params (None on failure) and ``reason`` says why it failed
         (None on success); ``sha`` is None when the file could not be read. Then the CPU seconds
         the task used (imports of a fresh worker included).
+
+    Raises:
+        FeatureError: the weights file of a batched set is missing or not the params' one: the
+            build fails (it is no fault of a file).
     """
     started = time.process_time()
+    import numpy as np
+
     from emotune.features._audio import decode_bytes
-    from emotune.features._sets import extract
+    from emotune.features._sets import BATCHED_SETS, extract_inputs, finish_batch
 
     groups = _stft_groups(params)
     out: list[tuple[Any, ...]] = []
@@ -388,7 +412,7 @@ def _extract_batch(
                 out.append((path, None, None, f"cannot read ({exc.strerror or exc})", None))
                 continue
         sha = hashlib.sha256(data).hexdigest()
-        arrays: list[tuple[str, str, bytes] | None] = [None] * len(params)
+        arrays: list[Any] = [None] * len(params)
         duration = None
         try:
             for group in groups:
@@ -396,8 +420,8 @@ def _extract_batch(
                 y = decode_bytes(data, sr=sr, path=path)
                 if duration is None:
                     duration = y.shape[0] / sr
-                for i, array in zip(group, extract(y, sr, [params[i] for i in group]), strict=True):
-                    arrays[i] = (array.dtype.str, ",".join(map(str, array.shape)), array.tobytes())
+                for i, array in zip(group, extract_inputs(y, sr, [params[i] for i in group]), strict=True):
+                    arrays[i] = array
         except AudioError as exc:
             out.append((path, sha, None, exc.reason, None))
             continue
@@ -407,6 +431,19 @@ def _extract_batch(
         except Exception as exc:  # a bug: fail loudly, but say which file triggered it
             raise RuntimeError(f"extracting features of {path} failed: {exc!r}") from exc
         out.append((path, sha, arrays, None, duration))
+    done = [arrays for _, _, arrays, _, _ in out if arrays is not None]
+    for i, p in enumerate(params):
+        if p["set"] in BATCHED_SETS and done:
+            batch = finish_batch(
+                np.stack([arrays[i] for arrays in done]),
+                p,
+                vgg16_weights=vgg16_weights,
+                n_threads=1,
+            )
+            for arrays, array in zip(done, batch, strict=True):
+                arrays[i] = array
+    for arrays in done:
+        arrays[:] = [(a.dtype.str, ",".join(map(str, a.shape)), a.tobytes()) for a in arrays]
     return out, time.process_time() - started
 
 
@@ -444,9 +481,19 @@ class BuildReport:
 
 
 def _resolve_params(
-    sets: Sequence[str] | str, params: Sequence[Mapping[str, Any]] | None
-) -> list[dict[str, Any]]:
-    from emotune.features._sets import FEATURE_SETS, feature_params
+    sets: Sequence[str] | str,
+    params: Sequence[Mapping[str, Any]] | None,
+    vgg16_weights: str | os.PathLike[str] | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Validated params of the sets to build; ``"all"`` means every set computed from the audio alone.
+
+    Returns:
+        The params, and the weights file of ``vgg16_bottleneck`` entries (``vgg16_weights``, else
+        ``$EMOTUNE_VGG16_WEIGHTS``), found and checked against their ``weights_sha256`` here, before
+        any work (None when no entry needs one).
+    """
+    from emotune.features._sets import AUDIO_SETS, default_params
+    from emotune.features._vgg import checked_weights
 
     if params is not None:
         if isinstance(params, Mapping):
@@ -455,11 +502,15 @@ def _resolve_params(
     else:
         names = [sets] if isinstance(sets, str) else list(sets)
         if "all" in names:
-            names = list(FEATURE_SETS)
-        plist = [feature_params(name) for name in dict.fromkeys(names)]
+            names = [*AUDIO_SETS, *(n for n in names if n != "all")]
+        plist = [default_params(name, vgg16_weights=vgg16_weights) for name in dict.fromkeys(names)]
     if not plist:
         raise FeatureError("no feature set to build: give at least one (--set NAME)")
-    return plist
+    weights = None
+    for p in plist:
+        if p["set"] == "vgg16_bottleneck":
+            weights = str(checked_weights(p["weights_sha256"], vgg16_weights))
+    return plist, weights
 
 
 def _rows_or_paths(
@@ -490,6 +541,7 @@ def build(
     strict: bool = False,
     corpus: str | None = None,
     labels: str | os.PathLike[str] | None = None,
+    vgg16_weights: str | os.PathLike[str] | None = None,
 ) -> BuildReport:
     """Bring the cache up to date for some files: compute only what is missing, in parallel.
 
@@ -501,7 +553,8 @@ def build(
 
     Args:
         rows_or_paths: Rows from :func:`scan`, or files and folders to scan.
-        sets: Feature set names (``"all"`` for every one); ignored when ``params`` is given.
+        sets: Feature set names (``"all"`` for every set computed from the audio alone, i.e. all but
+            ``vgg16_bottleneck``); ignored when ``params`` is given.
         params: Dicts from :func:`feature_params`, for non-default settings.
         cache_dir: The cache folder (default :func:`default_cache_dir`).
         ray_address: A Ray cluster to use (default ``$RAY_ADDRESS``, else a local cluster).
@@ -510,12 +563,17 @@ def build(
         strict: Raise :class:`FeatureError` after building when any file failed.
         corpus: Force a corpus when scanning paths (see :func:`scan`).
         labels: A labels CSV when scanning paths (see :func:`scan`).
+        vgg16_weights: The torchvision ``vgg16`` state_dict file of ``vgg16_bottleneck`` (default
+            ``$EMOTUNE_VGG16_WEIGHTS``): its sha256 fills the set's ``weights_sha256`` (from ``sets``)
+            or must equal it (from ``params``). The Ray tasks read it at the same path: on a cluster
+            of several machines, put it at that path on each of them.
 
     Returns:
         A :class:`BuildReport`.
 
     Raises:
-        FeatureError: Bad sets/params, an unusable cache folder, or ``strict`` with failures.
+        FeatureError: Bad sets/params, an unusable cache folder, ``strict`` with failures, or a
+            missing or other VGG16 weights file (checked before any work).
 
     Example:
         >>> report = build(["data/ravdess"], sets=["classic", "mfcc_seq"])  # doctest: +SKIP
@@ -523,12 +581,20 @@ def build(
         True
     """
     t0 = time.perf_counter()
-    plist = _resolve_params(sets, params)
+    plist, weights = _resolve_params(sets, params, vgg16_weights)
     keys = [params_key(p) for p in plist]
     paths, unparsed = _rows_or_paths(rows_or_paths, corpus, labels)
     timings = {"scan": time.perf_counter() - t0}
     with open_index(cache_dir) as index:
-        report = _Build(index, plist, keys, ray_address, num_cpus, progress, timings).run(paths)
+        try:
+            report = _Build(index, plist, keys, ray_address, num_cpus, progress, timings, weights).run(paths)
+        except EmotuneError as exc:
+            # A task's error arrives as Ray's RayTaskError (an instance of the cause's class, its
+            # message the remote traceback): raise the cause's one line instead.
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, EmotuneError) and cause is not exc:
+                raise cause from None
+            raise
     report.unparsed = unparsed
     report.timings["total"] = time.perf_counter() - t0
     if strict and report.failed:
@@ -551,8 +617,10 @@ class _Build:
         num_cpus: int | None,
         progress: bool,
         timings: dict[str, float],
+        vgg16_weights: str | None = None,
     ) -> None:
         self.index, self.plist, self.keys = index, plist, keys
+        self.vgg16_weights = vgg16_weights
         self.ray_address, self.num_cpus, self.progress = ray_address, num_cpus, progress
         self.timings = timings
         self.failed: dict[str, str] = {}  # path -> reason
@@ -652,6 +720,16 @@ class _Build:
         ship_bytes = not is_single_node()
         task = ray.remote(num_cpus=1, max_retries=2)(_extract_batch)
         params_refs = {sets: ray.put([self.plist[i] for i in sets]) for sets in by_sets}
+        # A task with a network to run (vgg16_bottleneck) gets its share of the cluster's GPUs, if
+        # any: Ray hides the GPUs from tasks that ask for none.
+        gpus = ray.cluster_resources().get("GPU", 0.0)
+        share = min(1.0, gpus / cpus) if gpus else 0.0
+        tasks = {
+            sets: task.options(num_gpus=share)
+            if share and any(self.plist[i]["set"] in _BATCHED for i in sets)
+            else task
+            for sets in by_sets
+        }
         bar = _progress(len(jobs), self.progress)
         pending: dict[Any, list[_Job]] = {}
         try:
@@ -659,7 +737,8 @@ class _Build:
                 while len(pending) >= 2 * cpus:
                     self._drain(pending, bar)
                 items = [(job.path, _read_or_none(job.path) if ship_bytes else None) for job in batch]
-                pending[task.remote(items, params_refs[batch[0].sets])] = batch
+                sets = batch[0].sets
+                pending[tasks[sets].remote(items, params_refs[sets], self.vgg16_weights)] = batch
             while pending:
                 self._drain(pending, bar)
         finally:

@@ -65,7 +65,8 @@ def load(
 
     Args:
         rows: Rows from :func:`scan` (any corpora).
-        feature_set_or_params: A set name (default parameters) or a dict from :func:`feature_params`.
+        feature_set_or_params: A set name (default parameters; for ``vgg16_bottleneck`` those of the
+            file ``$EMOTUNE_VGG16_WEIGHTS``, see :func:`default_params`) or a dict from :func:`feature_params`.
         scheme: Label scheme (one of ``SCHEMES``); rows without a label under it are dropped.
         cache_dir: The cache folder (default :func:`default_cache_dir`).
         speaker_norm: z-score each feature within each speaker (see :func:`speaker_normalize`).
@@ -86,9 +87,9 @@ def load(
         (489, 180)
     """
     if isinstance(feature_set_or_params, str):
-        from emotune.features._sets import feature_params
+        from emotune.features._sets import default_params
 
-        params = feature_params(feature_set_or_params)
+        params = default_params(feature_set_or_params)
     else:
         params = canonical_params(feature_set_or_params)
     if drop_length_outliers is not None and not (

@@ -1,6 +1,6 @@
 """Feature sets: every set a file needs from one decode and one short-time Fourier transform.
 
-Four sets, each described by a JSON-clean parameter dict (:func:`feature_params`) that holds every
+Five sets, each described by a JSON-clean parameter dict (:func:`feature_params`) that holds every
 setting that changes its numbers, plus ``"set"`` and a code ``"version"`` (the cache keys on it):
 
 ``classic`` [shape=(n_mfcc + n_chroma + n_mels,) = (180,)]
@@ -16,6 +16,13 @@ setting that changes its numbers, plus ``"set"`` and a code ``"version"`` (the c
 ``melspec`` [shape=size = (128, 128)]
     Log-mel spectrogram image (dB re the file's maximum), resized with a deterministic triangle
     filter; ``size=(224, 224)`` gives seed 000's VGG input.
+``vgg16_bottleneck`` [shape=(512 * 7 * 7,) = (25088,)]
+    Seed 000's frozen VGG16 bottleneck: the ``melspec`` image (``size=(224, 224)`` by default), min-max
+    scaled and ImageNet-normalised as a grey picture, through VGG16's convolutional part, 7x7 average
+    pool, flattened (:mod:`emotune.features._vgg`). The weights come from a torchvision ``vgg16``
+    state_dict file the user supplies (``$EMOTUNE_VGG16_WEIGHTS`` or ``--vgg16-weights``); the params
+    hold its ``weights_sha256`` (required, see :func:`default_params`), not its path, and the file is
+    checked against it wherever it is used. :data:`AUDIO_SETS` are the sets that need nothing else.
 
 Shared analysis (one per :func:`extract` call): Hann window, ``n_fft=2048``, ``hop_length=512``,
 centred frames with zero padding (librosa's defaults, as the seeds); magnitude ``|X|`` and power
@@ -26,7 +33,7 @@ tuning estimate computed on the same magnitude. Filterbanks are cached per setti
 Imports: ``classic``, ``mfcc_seq`` and ``melspec`` need numpy, ``scipy.fft`` and ``scipy.sparse``
 only (filterbanks, window and dB conversion from :mod:`emotune.features._dsp`, bit-identical to
 librosa's), so a fresh worker does not pay librosa's 1.2-1.9 s import; ``classic_stats`` (delta,
-contrast, tonnetz, pYIN) imports librosa when it runs.
+contrast, tonnetz, pYIN) imports librosa when it runs; ``vgg16_bottleneck`` imports torch when it runs.
 """
 
 from __future__ import annotations
@@ -35,19 +42,22 @@ import contextlib
 import functools
 import math
 import os
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from emotune.features import _dsp
+from emotune.features import _dsp, _vgg
 from emotune.features._audio import read_audio
 from emotune.features._errors import FeatureError
 
 __all__ = [
+    "AUDIO_SETS",
     "FEATURE_SETS",
     "PAD_MODES",
+    "default_params",
     "extract",
     "extract_file",
     "feature_columns",
@@ -55,12 +65,16 @@ __all__ = [
     "feature_shape",
 ]
 
-FEATURE_SETS: tuple[str, ...] = ("classic", "classic_stats", "mfcc_seq", "melspec")
+FEATURE_SETS: tuple[str, ...] = ("classic", "classic_stats", "mfcc_seq", "melspec", "vgg16_bottleneck")
+# Sets computed from the audio alone (what ``build(sets="all")`` means); vgg16_bottleneck needs weights.
+AUDIO_SETS: tuple[str, ...] = ("classic", "classic_stats", "mfcc_seq", "melspec")
+# Sets whose last step is a network over a batch of files' inputs (see extract_inputs / finish_batch).
+BATCHED_SETS: tuple[str, ...] = ("vgg16_bottleneck",)
 PAD_MODES: tuple[str, ...] = ("median", "constant", "edge", "wrap")
 F0_METHODS: tuple[str, ...] = ("yin", "pyin")
 
 # Bump a set's version whenever a code change changes its numbers: the cache keys on it.
-_VERSIONS = {"classic": 1, "classic_stats": 1, "mfcc_seq": 1, "melspec": 1}
+_VERSIONS = {"classic": 1, "classic_stats": 1, "mfcc_seq": 1, "melspec": 1, "vgg16_bottleneck": 1}
 
 # Parameters every set shares; one extract() call needs them equal across its sets.
 _STFT_DEFAULTS: dict[str, Any] = {"sr": 22050, "n_fft": 2048, "hop_length": 512}
@@ -87,6 +101,8 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     # "wrap" repeats content, which a sequence model could mistake for more speech.
     "mfcc_seq": {"n_mfcc": 20, "n_mels": 128, "frames": 236, "pad": "median"},
     "melspec": {"n_mels": 128, "top_db": 80.0, "size": [128, 128]},
+    # Seed 000's VGG input; weights_sha256 has no default (see default_params).
+    "vgg16_bottleneck": {"n_mels": 128, "top_db": 80.0, "size": [224, 224], "weights_sha256": None},
 }
 
 # Settings fixed by the code (covered by the version): librosa's defaults, as the seeds used them.
@@ -145,6 +161,32 @@ def feature_params(name: str, **overrides: Any) -> dict[str, Any]:
     return params
 
 
+def default_params(
+    name: str, *, vgg16_weights: str | os.PathLike[str] | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """:func:`feature_params`, with what a set needs from outside the audio filled in.
+
+    For ``vgg16_bottleneck``, ``weights_sha256`` is the sha256 of the weights file (``vgg16_weights``,
+    else ``$EMOTUNE_VGG16_WEIGHTS``) unless given; other sets take no extra input.
+
+    Args:
+        name: One of :data:`FEATURE_SETS`.
+        vgg16_weights: A torchvision ``vgg16`` state_dict file.
+        **overrides: Parameters to change from the defaults.
+
+    Raises:
+        FeatureError: as :func:`feature_params`, or no weights file (one line naming
+            ``EMOTUNE_VGG16_WEIGHTS`` or the path given).
+
+    Example:
+        >>> len(default_params("vgg16_bottleneck", vgg16_weights="vgg16.pth")["weights_sha256"])  # doctest: +SKIP
+        64
+    """
+    if name == "vgg16_bottleneck" and overrides.get("weights_sha256") is None:
+        overrides["weights_sha256"] = _vgg.weights_sha256(vgg16_weights)
+    return feature_params(name, **overrides)
+
+
 def _int_at_least(lo: int) -> Callable[[str, str, Any], int]:
     def check(name: str, key: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
@@ -179,6 +221,17 @@ def _image_size(name: str, key: str, value: Any) -> list[int]:
     return [int(value[0]), int(value[1])]
 
 
+def _sha256(name: str, key: str, value: Any) -> str:
+    if value is None:
+        raise FeatureError(
+            f"{name}: {key} is required: the sha256 of your torchvision vgg16 state_dict file (set "
+            f"{_vgg.VGG16_WEIGHTS_ENV} or --vgg16-weights to it; emotune downloads nothing)"
+        )
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise FeatureError(f"{name}: {key}={value!r} must be a sha256, 64 lowercase hex digits")
+    return value
+
+
 def _odd_at_least_3(name: str, key: str, value: Any) -> int:
     value = _int_at_least(3)(name, key, value)
     if value % 2 == 0:
@@ -207,6 +260,7 @@ _VALIDATORS: dict[str, Callable[[str, str, Any], Any]] = {
     "pad": _choice(PAD_MODES),
     "top_db": _positive_float,
     "size": _image_size,
+    "weights_sha256": _sha256,
 }
 
 
@@ -258,10 +312,12 @@ def feature_shape(name_or_params: str | Mapping[str, Any], **overrides: Any) -> 
         **overrides: Parameters to change.
 
     Returns:
-        ``(n_mfcc + n_chroma + n_mels,)``, ``(len(feature_columns(...)),)``, ``(n_mfcc, frames)``
-        or ``(height, width)``.
+        ``(n_mfcc + n_chroma + n_mels,)``, ``(len(feature_columns(...)),)``, ``(n_mfcc, frames)``,
+        ``(height, width)`` or ``(25088,)``.
     """
     p = _as_params(name_or_params, overrides)
+    if p["set"] == "vgg16_bottleneck":
+        return (_vgg.BOTTLENECK_DIM,)
     if p["set"] == "classic":
         return (p["n_mfcc"] + p["n_chroma"] + p["n_mels"],)
     if p["set"] == "classic_stats":
@@ -272,14 +328,15 @@ def feature_shape(name_or_params: str | Mapping[str, Any], **overrides: Any) -> 
 
 
 def feature_columns(name_or_params: str | Mapping[str, Any], **overrides: Any) -> list[str]:
-    """Column names of a vector set (``classic`` or ``classic_stats``), in array order.
+    """Column names of a vector set (``classic``, ``classic_stats``, ``vgg16_bottleneck``), in array order.
 
     Args:
         name_or_params: A set name (defaults plus ``overrides``) or a dict from :func:`feature_params`.
         **overrides: Parameters to change.
 
     Returns:
-        One name per value, e.g. ``["mfcc_mean_0", ..., "chroma_mean_C", ..., "mel_mean_127"]``.
+        One name per value, e.g. ``["mfcc_mean_0", ..., "chroma_mean_C", ..., "mel_mean_127"]``;
+        ``vgg16_{channel}_{row}_{col}`` of the pooled 512 x 7 x 7 map for ``vgg16_bottleneck``.
 
     Raises:
         FeatureError: a 2-D set (``mfcc_seq``, ``melspec``) or bad params.
@@ -293,6 +350,8 @@ def feature_columns(name_or_params: str | Mapping[str, Any], **overrides: Any) -
         )
     if p["set"] == "classic_stats":
         return _stats_columns(p)
+    if p["set"] == "vgg16_bottleneck":
+        return [f"vgg16_{c}_{i}_{j}" for c in range(512) for i in range(7) for j in range(7)]
     raise FeatureError(f"{p['set']}: a 2-D feature set has no column names (shape {feature_shape(p)})")
 
 
@@ -341,28 +400,53 @@ def _stats_columns(p: Mapping[str, Any]) -> list[str]:
 # Extraction
 
 
-def extract(y: np.ndarray, sr: int, params: Sequence[Mapping[str, Any]]) -> list[np.ndarray]:
+def extract(
+    y: np.ndarray,
+    sr: int,
+    params: Sequence[Mapping[str, Any]],
+    *,
+    vgg16_weights: str | os.PathLike[str] | None = None,
+) -> list[np.ndarray]:
     """Compute feature sets from one signal with a single STFT shared by all of them.
 
     Thread-safe. Its matrix products are small, so in the main thread it runs BLAS on one thread
     (restored on return); from other threads, where processes share cores, set one BLAS thread per
-    process (``OMP_NUM_THREADS=1``, as Ray does for its one-CPU tasks).
+    process (``OMP_NUM_THREADS=1``, as Ray does for its one-CPU tasks). ``vgg16_bottleneck`` runs
+    VGG16 on this one image (torch's thread setting as it is); the feature build batches files instead.
 
     Args:
         y: [shape=(n,)] mono audio, ``n >= 1``, finite (as :func:`read_audio` returns it).
         sr: Sample rate of ``y``; must equal every params' ``sr``.
         params: Dicts from :func:`feature_params`, one per wanted set. All must agree on
             ``sr``, ``n_fft`` and ``hop_length``.
+        vgg16_weights: The weights file of ``vgg16_bottleneck`` (None: ``$EMOTUNE_VGG16_WEIGHTS``);
+            its sha256 must be the params' ``weights_sha256``.
 
     Returns:
         One finite float32 array per params dict, in order; shapes as :func:`feature_shape`.
 
     Raises:
-        FeatureError: bad or disagreeing params, or a signal that is empty, not 1-D or not finite.
+        FeatureError: bad or disagreeing params, a signal that is empty, not 1-D or not finite, or a
+            missing or other VGG16 weights file.
 
     Example:
         >>> classic, image = extract(y, 22050, [feature_params("classic"),
         ...                                     feature_params("melspec")])  # doctest: +SKIP
+    """
+    plist = _params_list(params)
+    arrays = extract_inputs(y, sr, plist)
+    for i, p in enumerate(plist):
+        if p["set"] in BATCHED_SETS:
+            arrays[i] = finish_batch(arrays[i][None], p, vgg16_weights=vgg16_weights)[0]
+    return arrays
+
+
+def extract_inputs(y: np.ndarray, sr: int, params: Sequence[Mapping[str, Any]]) -> list[np.ndarray]:
+    """:func:`extract` up to the networks: a :data:`BATCHED_SETS` entry is its network's input.
+
+    That is the ``melspec`` image [shape=size] of a ``vgg16_bottleneck`` params dict; stack the
+    images of several files and give them to :func:`finish_batch` (one forward pass for many files).
+    Other entries are final. Arguments and errors as :func:`extract`.
     """
     plist = _params_list(params)
     first = plist[0]
@@ -389,16 +473,53 @@ def extract(y: np.ndarray, sr: int, params: Sequence[Mapping[str, Any]]) -> list
         return [_COMPUTE[p["set"]](analysis, p) for p in plist]
 
 
-def extract_file(path: str | os.PathLike[str], params: Sequence[Mapping[str, Any]]) -> list[np.ndarray]:
+def finish_batch(
+    inputs: np.ndarray,
+    params: Mapping[str, Any],
+    *,
+    vgg16_weights: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    n_threads: int | None = None,
+) -> np.ndarray:
+    """A :data:`BATCHED_SETS` set's arrays of several files from their :func:`extract_inputs` entries.
+
+    Args:
+        inputs: [shape=(n, *input shape)] stacked entries of ``n`` files (``vgg16_bottleneck``:
+            [shape=(n, height, width)] log-mel images).
+        params: The set's dict from :func:`feature_params`.
+        vgg16_weights: The weights file (None: ``$EMOTUNE_VGG16_WEIGHTS``).
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
+        n_threads: torch threads for the call (None: torch's setting as it is).
+
+    Returns:
+        [shape=(n, *feature_shape(params)), float32].
+
+    Raises:
+        FeatureError: not a batched set, or a missing or other weights file (one line).
+    """
+    p = _validated(params)
+    if p["set"] != "vgg16_bottleneck":
+        raise FeatureError(f"{p['set']}: not a batched feature set ({', '.join(BATCHED_SETS)})")
+    return _vgg.bottleneck_features(
+        inputs, p["weights_sha256"], weights_path=vgg16_weights, device=device, n_threads=n_threads
+    )
+
+
+def extract_file(
+    path: str | os.PathLike[str],
+    params: Sequence[Mapping[str, Any]],
+    *,
+    vgg16_weights: str | os.PathLike[str] | None = None,
+) -> list[np.ndarray]:
     """:func:`read_audio` at the params' sample rate, then :func:`extract`.
 
     Raises:
         AudioError: the file cannot be used as audio.
-        FeatureError: bad params.
+        FeatureError: bad params, or a missing or other VGG16 weights file.
     """
     plist = _params_list(params)
     y = read_audio(path, sr=plist[0]["sr"])
-    return extract(y, plist[0]["sr"], plist)
+    return extract(y, plist[0]["sr"], plist, vgg16_weights=vgg16_weights)
 
 
 def _one_blas_thread(*, heavy: bool = False) -> contextlib.AbstractContextManager[Any]:
@@ -801,4 +922,5 @@ _COMPUTE: dict[str, Callable[[_Analysis, Mapping[str, Any]], np.ndarray]] = {
     "classic_stats": _classic_stats,
     "mfcc_seq": _mfcc_seq,
     "melspec": _melspec,
+    "vgg16_bottleneck": _melspec,  # its network's input: finish_batch runs VGG16 over a batch of them
 }

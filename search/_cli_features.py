@@ -18,13 +18,15 @@ _BUILD_EXAMPLE = """examples:
   emotune features build ../shared/data                    # classic, every corpus found
   emotune features build data/ravdess --set classic --set mfcc_seq --json
   emotune features build my-wavs --labels labels.csv --set all --ray-address 10.0.0.5:6379
+  emotune features build data/ravdess --set vgg16_bottleneck --vgg16-weights vgg16-397923af.pth
 
 A rebuild computes only new or changed files; unchanged files are not even read.
 Exit code 1 when nothing could be built, or with --strict when any file failed.
 
 environment: EMOTUNE_HOME (default cache folder), RAY_ADDRESS (cluster to attach to),
 RAY_AUTH_MODE (token|disabled; a local cluster runs disabled unless set), NUMBA_CACHE_DIR
-(numba's JIT cache shared by the workers; default $EMOTUNE_HOME/numba)."""
+(numba's JIT cache shared by the workers; default $EMOTUNE_HOME/numba), EMOTUNE_VGG16_WEIGHTS
+(the torchvision vgg16 state_dict file of vgg16_bottleneck; nothing is downloaded)."""
 _PRUNE_EXAMPLE = """examples:
   emotune features prune                  # drop features of files that are gone or changed
   emotune features prune data/ravdess     # keep only the features of the files under data/ravdess"""
@@ -80,8 +82,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="sets",
         action="append",
         metavar="NAME",
-        help="feature set to build: classic, classic_stats, mfcc_seq, melspec or all; repeatable "
-        "(default: classic)",
+        help="feature set to build: classic, classic_stats, mfcc_seq, melspec, vgg16_bottleneck (needs "
+        "the VGG16 weights) or all (every set but vgg16_bottleneck); repeatable (default: classic)",
+    )
+    build.add_argument(
+        "--vgg16-weights",
+        metavar="PATH",
+        help="torchvision vgg16 state_dict file for vgg16_bottleneck (env EMOTUNE_VGG16_WEIGHTS); the "
+        "features are keyed by its sha256, not its path",
     )
     _add_cache(build)
     build.add_argument("--corpus", metavar="NAME", help="force one corpus instead of detecting it per file")
@@ -143,6 +151,7 @@ def _build(args: argparse.Namespace) -> int:
         progress=not (args.json or args.no_progress),
         corpus=args.corpus,
         labels=args.labels,
+        vgg16_weights=args.vgg16_weights,
     )
     if "ray_start" in report.timings:
         from emotune.features._ray import ray_shutdown

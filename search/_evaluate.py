@@ -175,7 +175,7 @@ def evaluate(
         cache_dir, ray_address, num_cpus: feature cache and Ray settings.
         progress: Progress on stderr.
     """
-    from emotune.features import build, feature_params, label_of, scan
+    from emotune.features import build, default_params, label_of, scan
     from emotune.search import _search
     from emotune.search._objective import TrialData
     from emotune.search._study import PROTOCOLS, StudySpec, make_folds
@@ -193,7 +193,7 @@ def evaluate(
     for d in data:
         if not Path(d).exists():
             raise EvaluateError(f"{d}: no such file or folder")
-    params = {m.FEATURES: feature_params(m.FEATURES) for m in modules}
+    params = {m.FEATURES: default_params(m.FEATURES) for m in modules}
 
     scanned = scan([str(d) for d in data], corpus=corpus, labels=labels)
     rows = [r for r in scanned.rows if label_of(r, target) is not None]

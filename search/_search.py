@@ -112,13 +112,13 @@ def prepare(
     """Scan and label the data, build missing features, and create (or check) the study."""
     import optuna
 
-    from emotune.features import build, feature_params, label_of, scan
+    from emotune.features import build, default_params, label_of, scan
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     space = _load_space(space_ref)
     fset = feature_set or space.FEATURES
-    params = feature_params(fset)
+    params = default_params(fset)  # vgg16_bottleneck: the sha256 of $EMOTUNE_VGG16_WEIGHTS
     if not data:
         raise StudyError("--data is required to create a study (a folder of a corpus, or several)")
     for d in data:

@@ -40,6 +40,12 @@ import optuna
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
+from emotune.features._vgg import BOTTLENECK_DIM as BOTTLENECK_DIM
+from emotune.features._vgg import VGG16_LAYOUT as VGG16_LAYOUT
+from emotune.features._vgg import VGG16_WEIGHTS_ENV as VGG16_WEIGHTS_ENV
+from emotune.features._vgg import bottleneck, load_vgg16_trunk, spectrogram_images, vgg16_trunk
+from emotune.features._vgg import vgg16_weights_path as vgg16_weights_path
+
 if TYPE_CHECKING:
     import torch
 
@@ -183,6 +189,18 @@ def dense_layers(
 def halving_units(first: int, n_hidden: int, *, floor: int = 16) -> tuple[int, ...]:
     """Widths of ``n_hidden`` hidden layers starting at ``first`` and halving (never below ``floor``)."""
     return tuple(max(floor, first >> i) for i in range(n_hidden))
+
+
+def head_kwargs(params: dict[str, Any]) -> dict[str, Any]:
+    """``fc_units`` / ``batch_norm`` / ``fc_dropout`` of a dense head from a space's (complete) params.
+
+    ``n_fc`` dense layers in all: ``n_fc - 1`` hidden ones from ``fc_units``, halving, then the output.
+    """
+    return {
+        "fc_units": halving_units(int(params["fc_units"]), int(params["n_fc"]) - 1),
+        "batch_norm": bool(params["batch_norm"]),
+        "fc_dropout": float(params["fc_dropout"]),
+    }
 
 
 @dataclass(frozen=True)
@@ -738,13 +756,8 @@ def fit_reporting(
 # 2-D networks on spectrogram images, VGG16 and its frozen bottleneck
 # --------------------------------------------------------------------------------------------------
 
-VGG16_WEIGHTS_ENV = "EMOTUNE_VGG16_WEIGHTS"
-VGG16_LAYOUT: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M")
-VGG16_LAYOUT += (512, 512, 512, "M", 512, 512, 512, "M")
-BOTTLENECK_DIM = 512 * 7 * 7  # torchvision's avgpool output, what its classifier (and the seed's head) reads
-# One grey channel stands for the three ImageNet ones: normalise with their averaged mean/std and sum
-# the first convolution's weights over its input channels (exact for a grey image; timm does the same).
-IMAGE_MEAN, IMAGE_STD = 0.449, 0.226
+# VGG16's frozen trunk and its image normalisation come from emotune.features._vgg (imported at the top),
+# which the vgg16_bottleneck feature set uses too.
 BOTTLENECK_MEMO_ENV = "EMOTUNE_BOTTLENECK_MEMO_MB"
 
 
@@ -797,103 +810,6 @@ class SmallVGG:
             in_channels * 16, self.fc_units, n_classes, batch_norm=self.batch_norm, dropout=self.fc_dropout
         )
         return nn.Sequential(*layers)
-
-
-def vgg16_trunk(in_channels: int = 1) -> torch.nn.Sequential:
-    """VGG16's convolutional part with torchvision's layer indices (so ``features.N`` keys load)."""
-    from torch import nn
-
-    layers: list[nn.Module] = []
-    for item in VGG16_LAYOUT:
-        if item == "M":
-            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-        else:
-            layers += [nn.Conv2d(in_channels, int(item), kernel_size=3, padding=1), nn.ReLU(inplace=True)]
-            in_channels = int(item)
-    return nn.Sequential(*layers)
-
-
-def vgg16_weights_path(path: str | os.PathLike[str] | None = None) -> Path:
-    """The VGG16 weights file: ``path`` when given, else ``$EMOTUNE_VGG16_WEIGHTS``; checked to exist."""
-    setting = "vgg16_weights" if path else VGG16_WEIGHTS_ENV
-    raw = str(path) if path else os.environ.get(VGG16_WEIGHTS_ENV, "").strip()
-    if not raw:
-        raise user_error(
-            f"{VGG16_WEIGHTS_ENV} is not set: point it to a local torchvision vgg16 state_dict file "
-            "(e.g. vgg16-397923af.pth); emotune downloads nothing"
-        )
-    resolved = Path(raw).expanduser()
-    if not resolved.is_file():
-        raise user_error(f"{setting}={raw}: no such file (expected a torchvision vgg16 state_dict)")
-    return resolved.resolve()
-
-
-_TRUNKS: dict[tuple[str, int, int], tuple[Any, str]] = {}
-
-
-def load_vgg16_trunk(weights_path: str | os.PathLike[str] | None = None) -> tuple[torch.nn.Sequential, str]:
-    """VGG16's convolutional part with the file's weights, frozen, and the file's sha256.
-
-    Accepts a torchvision ``vgg16`` state_dict (``features.N.weight``/``bias``; ``classifier.*`` is
-    ignored), also wrapped as ``{"state_dict": ...}``. The first convolution is folded to one input
-    channel. Loaded once per process and file version (path, size, mtime).
-    """
-    import hashlib
-
-    import torch
-
-    path = vgg16_weights_path(weights_path)
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key in _TRUNKS:
-        return _TRUNKS[key]
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise user_error(f"{path}: not a torch state_dict file ({reason}); see {VGG16_WEIGHTS_ENV}") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise user_error(f"{path}: holds a {type(state).__name__}, not a state_dict; see {VGG16_WEIGHTS_ENV}")
-    trunk = vgg16_trunk(in_channels=1)
-    weights: dict[str, torch.Tensor] = {}
-    for name, expected in trunk.state_dict().items():
-        value = state.get(f"features.{name}")
-        if not isinstance(value, torch.Tensor):
-            raise user_error(
-                f"{path}: no 'features.{name}': not a torchvision vgg16 state_dict ({VGG16_WEIGHTS_ENV})"
-            )
-        if name == "0.weight" and value.ndim == 4 and value.shape[1] == 3:
-            value = value.sum(dim=1, keepdim=True)
-        if tuple(value.shape) != tuple(expected.shape):
-            raise user_error(
-                f"{path}: 'features.{name}' has shape {tuple(value.shape)}, vgg16 has "
-                f"{tuple(expected.shape)} (vgg16_bn and other layouts are not supported)"
-            )
-        weights[name] = value.float()
-    trunk.load_state_dict(weights)
-    trunk.eval().requires_grad_(False)
-    _TRUNKS.clear()  # one file at a time: 60 MB each
-    _TRUNKS[key] = (trunk, digest.hexdigest())
-    return _TRUNKS[key]
-
-
-def spectrogram_images(X: np.ndarray) -> np.ndarray:
-    """Log-mel spectrograms ``[shape=(n, h, w)]`` as grey ImageNet-normalised images, same shape.
-
-    Each spectrogram is min-max scaled to [0, 1] on its own (a picture of it, as in the seed), then
-    normalised with :data:`IMAGE_MEAN` / :data:`IMAGE_STD`.
-    """
-    X = np.asarray(X, dtype=np.float32)
-    axes = tuple(range(1, X.ndim))
-    low = X.min(axis=axes, keepdims=True)
-    span = np.maximum(X.max(axis=axes, keepdims=True) - low, 1e-6)
-    return (((X - low) / span - IMAGE_MEAN) / IMAGE_STD).astype(np.float32)
 
 
 class SpectrogramImage(TransformerMixin, BaseEstimator):
@@ -1005,9 +921,6 @@ class VGG16Bottleneck(TransformerMixin, BaseEstimator):
     def transform(self, X: Any) -> np.ndarray:
         import hashlib
 
-        import torch
-        import torch.nn.functional as F
-
         check_is_fitted(self, "weights_sha256_")
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 3:
@@ -1027,14 +940,10 @@ class VGG16Bottleneck(TransformerMixin, BaseEstimator):
                 todo.append(i)
             else:
                 out[i] = _MEMO[key] = hit  # re-inserted: now the most recent
-        device = resolve_device(self.device)
-        trunk.to(device)
-        with runtime(resolve_threads(self.n_threads)), torch.inference_mode():
-            for start in range(0, len(todo), int(self.batch_size)):
-                rows = todo[start : start + int(self.batch_size)]
-                images = torch.from_numpy(spectrogram_images(X[rows])).unsqueeze(1).to(device)
-                maps = F.adaptive_avg_pool2d(trunk(images), (7, 7))
-                out[rows] = maps.flatten(1).float().cpu().numpy()
+        if todo:
+            device = resolve_device(self.device)
+            with runtime(resolve_threads(self.n_threads)):
+                out[todo] = bottleneck(X[todo], trunk, device=device, batch_size=int(self.batch_size))
         limit = _memo_limit()
         for i in todo:
             _MEMO[keys[i]] = out[i].copy()

@@ -9,7 +9,10 @@ and trained its approach-1 dense head on the bottleneck. Architectures (``arch``
 - ``vgg16_frozen``: the seed. VGG16's convolutional part with weights from a local torchvision
   ``vgg16`` state_dict (``$EMOTUNE_VGG16_WEIGHTS`` or the ``vgg16_weights`` param; nothing is
   downloaded), frozen; only the dense head trains. Bottleneck features are computed once per row and
-  worker process (:func:`bottleneck_features`). Heavy on a CPU (seconds per spectrogram), fine on a GPU.
+  worker process, in memory (:func:`bottleneck_features`). Heavy on a CPU (seconds per spectrogram),
+  fine on a GPU. The cached route to the same model is the ``vgg16_head`` space on the
+  ``vgg16_bottleneck`` feature set: the bottleneck is computed once per file by the feature build
+  and kept in the feature cache, and trials only train the head.
 - ``vgg16_finetune``: the same network trained end to end (the convolutional part at a tenth of the
   learning rate). GPU only in practice.
 
@@ -100,7 +103,16 @@ def suggest(trial: optuna.trial.BaseTrial) -> dict[str, Any]:
         # network): searched at half and quarter resolution; 1 stays available as a param.
         params["downsample"] = trial.suggest_categorical("downsample", [2, 4])
         params["conv_dropout"] = trial.suggest_float("conv_dropout", 0.0, 0.5)
-    params["batch_norm"] = trial.suggest_categorical("batch_norm", [True, False])
+    return {**params, **suggest_head(trial, MAX_STEPS)}
+
+
+def suggest_head(trial: optuna.trial.BaseTrial, max_steps: int) -> dict[str, Any]:
+    """The dense head (batch norm; 1-3 layers, widths and dropout when hidden ones exist) and training.
+
+    Optimizer (SGD or AdamW), learning rate (1e-4..0.1, log), weight decay (1e-6..0.01, log), batch
+    size (8-64) and epochs (10..``max_steps`` by 5). Shared with ``vgg16_head``.
+    """
+    params: dict[str, Any] = {"batch_norm": trial.suggest_categorical("batch_norm", [True, False])}
     params["n_fc"] = trial.suggest_int("n_fc", 1, 3)
     if params["n_fc"] > 1:
         params["fc_units"] = trial.suggest_int("fc_units", 32, 512, log=True)
@@ -109,7 +121,7 @@ def suggest(trial: optuna.trial.BaseTrial) -> dict[str, Any]:
     params["lr"] = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
     params["weight_decay"] = trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True)
     params["batch_size"] = trial.suggest_categorical("batch_size", [8, 16, 32, 64])
-    params["epochs"] = trial.suggest_int("epochs", 10, MAX_STEPS, step=5)
+    params["epochs"] = trial.suggest_int("epochs", 10, max_steps, step=5)
     return params
 
 
@@ -123,11 +135,7 @@ def build(params: dict[str, Any], *, seed: int, n_classes: int | None = None) ->
 
     p = {**DEFAULTS, **params}
     arch = p["arch"]
-    head = {
-        "fc_units": _torch.halving_units(int(p["fc_units"]), int(p["n_fc"]) - 1),
-        "batch_norm": bool(p["batch_norm"]),
-        "fc_dropout": float(p["fc_dropout"]),
-    }
+    head = _torch.head_kwargs(p)
     training = _torch.training_kwargs(p, space=NAME, max_steps=MAX_STEPS)
     if arch == "vgg_small":
         net = _torch.SmallVGG(
@@ -164,7 +172,7 @@ def bottleneck_features(
 
     Spectrograms are min-max scaled per image, normalised like ImageNet grey images, passed through
     VGG16's convolutional part and its 7x7 adaptive average pool, and flattened. A pure function of
-    (``X``, the weights file's sha256, this code), so it can be cached like a feature set.
+    (``X``, the weights file's sha256, this code): the ``vgg16_bottleneck`` feature set caches it.
 
     Args:
         X: ``melspec`` arrays (224x224 reproduces the seed; 128x128 works too).

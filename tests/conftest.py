@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -142,3 +142,46 @@ def run_cli():
         return proc
 
     return run
+
+
+@pytest.fixture(scope="session")
+def vgg16_weights_file(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], Path]:
+    """Writes (once per seed) a torchvision-layout vgg16 state_dict of random weights; returns its path.
+
+    The convolutional part (He-initialised, zero biases) and one classifier key, which real files hold
+    and the loader ignores: 59 MB, the keys and shapes of ``torchvision.models.vgg16().state_dict()``.
+    """
+    folder = tmp_path_factory.mktemp("vgg")
+
+    def write(seed: int) -> Path:
+        path = folder / f"vgg16-{seed}.pth"
+        if path.exists():
+            return path
+        import torch
+
+        from emotune.features._vgg import VGG16_LAYOUT
+
+        generator = torch.Generator().manual_seed(seed)
+        state = {}
+        in_channels, index = 3, 0
+        for item in VGG16_LAYOUT:
+            if item == "M":
+                index += 1
+                continue
+            shape = (int(item), in_channels, 3, 3)
+            state[f"features.{index}.weight"] = (
+                torch.randn(shape, generator=generator) * (2 / (in_channels * 9)) ** 0.5
+            )
+            state[f"features.{index}.bias"] = torch.zeros(int(item))
+            in_channels, index = int(item), index + 2
+        state["classifier.6.bias"] = torch.zeros(1000)  # present in real files; ignored
+        torch.save(state, path)
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def vgg16_weights(vgg16_weights_file: Callable[[int], Path]) -> Path:
+    """A random-weights torchvision vgg16 state_dict file (seed 0); see :func:`vgg16_weights_file`."""
+    return vgg16_weights_file(0)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from emotune.features import (
-    FEATURE_SETS,
+    AUDIO_SETS,
     FeatureError,
     _cache,
     build,
@@ -210,10 +210,10 @@ def test_every_set_is_built_from_one_pass_and_equals_extract(actor: Path, tmp_pa
     files = sorted(actor.glob("*.wav"))[:4]
     cache = tmp_path / "cache"
     report = build(files, sets="all", cache_dir=cache, progress=False)
-    assert report.sets == list(FEATURE_SETS)
+    assert report.sets == list(AUDIO_SETS)  # "all": every set computed from the audio alone
     assert (report.files, report.built) == (4, 4)
     stored = entries(cache)
-    params = [feature_params(name) for name in FEATURE_SETS]
+    params = [feature_params(name) for name in AUDIO_SETS]
     expected = extract_file(files[1], params)
     for p, array in zip(params, expected, strict=True):
         dtype, shape, data = stored[(params_key(p), sha256(files[1]))]
@@ -222,7 +222,7 @@ def test_every_set_is_built_from_one_pass_and_equals_extract(actor: Path, tmp_pa
 
     # Adding a set later computes only that set; the others stay as they are.
     more = build(files, params=[feature_params("mfcc_seq", frames=100)], cache_dir=cache, progress=False)
-    assert more.built == 4 and len(entries(cache)) == 4 * (len(FEATURE_SETS) + 1)
+    assert more.built == 4 and len(entries(cache)) == 4 * (len(AUDIO_SETS) + 1)
 
 
 def test_params_key_covers_params_and_library_versions(monkeypatch: pytest.MonkeyPatch):

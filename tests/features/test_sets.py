@@ -19,6 +19,7 @@ from emotune.features import _dsp
 from emotune.features._audio import read_audio
 from emotune.features._errors import FeatureError
 from emotune.features._sets import (
+    AUDIO_SETS,
     FEATURE_SETS,
     PAD_MODES,
     _estimate_tuning,
@@ -343,9 +344,7 @@ def test_vgg_sized_melspec(data_dir: Path) -> None:
 
 def test_extract_several_sets_equals_each_alone(data_dir: Path) -> None:
     y = read_audio(data_dir / REAL[4])
-    plist = [feature_params(name) for name in FEATURE_SETS] + [
-        feature_params("mfcc_seq", n_mfcc=13, frames=50)
-    ]
+    plist = [feature_params(name) for name in AUDIO_SETS] + [feature_params("mfcc_seq", n_mfcc=13, frames=50)]
     together = extract(y, SR, plist)
     for params, got in zip(plist, together, strict=True):
         np.testing.assert_array_equal(got, extract(y, SR, [params])[0])
@@ -384,7 +383,7 @@ def test_extract_is_thread_safe() -> None:
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    plist = [feature_params(name) for name in FEATURE_SETS]
+    plist = [feature_params(name) for name in AUDIO_SETS]
     freqs = [220.0, 330.0, 440.0] * 4
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda f: extract(tone(f), SR, plist), freqs))
@@ -432,8 +431,9 @@ def test_every_set_is_finite_float32_of_fixed_shape(n: int, sr: int, kind: str, 
 
 
 def test_defaults_and_shapes() -> None:
-    assert FEATURE_SETS == ("classic", "classic_stats", "mfcc_seq", "melspec")
-    for name in FEATURE_SETS:
+    assert FEATURE_SETS == ("classic", "classic_stats", "mfcc_seq", "melspec", "vgg16_bottleneck")
+    assert AUDIO_SETS == ("classic", "classic_stats", "mfcc_seq", "melspec")
+    for name in AUDIO_SETS:  # vgg16_bottleneck needs a weights_sha256: tests/features/test_vgg_bottleneck.py
         params = feature_params(name)
         assert params["set"] == name and isinstance(params["version"], int)
         assert (params["sr"], params["n_fft"], params["hop_length"]) == (22050, 2048, 512)

@@ -44,7 +44,10 @@ BUDGET_WORDS = ("epoch", "estimators", "iter", "rounds")  # and so are training 
 def _shape(feature_set: str) -> tuple[int, ...]:
     """One file's array shape for a feature set, at its default parameters."""
     from emotune.features import feature_columns, feature_params
+    from emotune.features._sets import feature_shape
 
+    if feature_set == "vgg16_bottleneck":  # its params need a weights file's sha256; its shape does not
+        return feature_shape(feature_params(feature_set, weights_sha256="0" * 64))
     if feature_set in ("classic", "classic_stats"):
         return (len(feature_columns(feature_set)),)
     params = feature_params(feature_set)

@@ -317,29 +317,7 @@ def test_fit_runs_every_fold_of_the_search_objective() -> None:
 # -------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def vgg16_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A torchvision-layout vgg16 state_dict of the convolutional part with random weights (59 MB)."""
-    import torch
-
-    generator = torch.Generator().manual_seed(0)
-    state = {}
-    in_channels = 3
-    index = 0
-    for item in _torch.VGG16_LAYOUT:
-        if item == "M":
-            index += 1
-            continue
-        fan_in = in_channels * 9
-        shape = (int(item), in_channels, 3, 3)
-        state[f"features.{index}.weight"] = torch.randn(shape, generator=generator) * (2 / fan_in) ** 0.5
-        state[f"features.{index}.bias"] = torch.zeros(int(item))
-        in_channels = int(item)
-        index += 2
-    state["classifier.6.bias"] = torch.zeros(1000)  # present in real files; ignored
-    path = tmp_path_factory.mktemp("vgg") / "vgg16.pth"
-    torch.save(state, path)
-    return path
+# The vgg16_weights fixture (seed 0) is in tests/conftest.py.
 
 
 def test_vgg16_frozen_bottleneck_trains_its_head(
