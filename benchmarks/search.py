@@ -15,7 +15,8 @@ postgresql://postgres@127.0.0.1:5432/test; real RAVDESS files from ../shared/dat
 (b) Trials/min of ``rf`` on ``classic`` features of the real RAVDESS files with 1 and 2 workers, one
     thread per worker in both arms; the same enqueued parameters in both arms; counted in the steady
     state, while every worker is warm (past its first trial and its imports) and busy (see _rate).
-Timed arms (a) and (b) run several times, alternating, and the best run of each arm counts.
+Timed arms (a) and (b) run several times (--repeats 5, --scale-repeats 2), alternating, and the best
+run of each arm counts: noise from other work on a shared machine only ever makes a run slower.
 (c) Pruning on vs off on the same trials (the same enqueued parameters from a seeded RandomSampler),
     ``random`` protocol, 5 folds: the share of fold fits saved and the change in the best CV score.
 """
@@ -81,11 +82,12 @@ def _rate(study) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--overhead-trials", type=int, default=40)
+    ap.add_argument("--overhead-trials", type=int, default=60)
     ap.add_argument("--tune-trials", type=int, default=12)
     ap.add_argument("--scale-trials", type=int, default=18)
     ap.add_argument("--prune-trials", type=int, default=40)
-    ap.add_argument("--repeats", type=int, default=3, help="runs of each timed arm; the best counts")
+    ap.add_argument("--repeats", type=int, default=5, help="runs of each overhead arm; the best counts")
+    ap.add_argument("--scale-repeats", type=int, default=2, help="runs of each scaling arm; the best counts")
     ap.add_argument("--arms", default="abc", help="which arms to run (default abc: all)")
     args = ap.parse_args()
 
@@ -180,7 +182,7 @@ def main() -> None:
             params = [rf.suggest(draft.ask()) for _ in range(args.scale_trials)]
             rates: dict[int, float] = {}
             runs: dict[int, list[float]] = {1: [], 2: []}
-            for _ in range(max(1, args.repeats - 1)):
+            for _ in range(args.scale_repeats):
                 for workers in (1, 2):
                     p = prep("rf")
                     study = optuna.load_study(study_name=p.name, storage=url)
