@@ -1,7 +1,8 @@
 """Deep spaces: epochs per second on RAVDESS-size data, and the time to a first finished trial.
 
 For each deep space (``cnn1d_pca`` and ``cnn1d_mfcc`` with the seeds' networks, ``spec_cnn``'s default
-and largest small variants; the VGG16 variants only where a GPU is present) it trains on an 80/20
+and largest small variants, ``vgg16_head``'s seed head on 25,088-value bottleneck rows; spec_cnn's
+VGG16 variants only where a GPU is present) it trains on an 80/20
 split of 1,440 rows (the size of RAVDESS speech) with the torch threads of one worker (1 unless
 ``--threads``) and reports seconds per epoch. An epoch includes scoring the validation rows (the
 per-epoch report) and the early-stopping hold-out; the one-off preprocessing (scaler, PCA, VGG16
@@ -12,6 +13,10 @@ the first finished trial, which includes building the network, preprocessing and
 Rows are the real RAVDESS features of ``../shared/data`` (240 files, built through
 ``emotune.features`` into the default cache and repeated to 1,440 rows) when that package works,
 else synthetic arrays of the same shapes (``--synthetic`` forces them); the table says which.
+``vgg16_head``'s rows are always synthetic: its features need real VGG16 weights, which are not
+here, and its epoch time does not depend on their values. The cost of computing those features
+(``vgg16_bottleneck``, the frozen VGG16 at 224x224 with random weights) is reported as seconds per
+file on this device, one torch thread on a CPU, over ``--vgg-files`` images.
 
 Usage::
 
@@ -35,6 +40,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {"classic": (180,), "mfcc_seq": (20, 236), "melspec": (128, 128)}
+BOTTLENECK = (512 * 7 * 7,)
 N_CLASSES = 8
 
 
@@ -75,6 +81,15 @@ def load_data(rows: int, force_synthetic: bool) -> tuple[dict[str, tuple[np.ndar
     return {name: synthetic(name, rows) for name in SHAPES}, "synthetic"
 
 
+def synthetic_bottleneck(rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Non-negative (post-ReLU) rows of the bottleneck's width whose class shifts a block of values."""
+    rng = np.random.default_rng(1)
+    y = np.arange(rows) % N_CLASSES
+    X = np.abs(rng.normal(size=(rows, *BOTTLENECK))).astype(np.float32)
+    X[:, :64] += 0.3 * y[:, None]
+    return X, y
+
+
 def split(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     order = np.random.default_rng(0).permutation(len(y))
     cut = int(0.8 * len(y))
@@ -100,8 +115,26 @@ def random_vgg16_weights(directory: str) -> str:
     return path
 
 
+def bottleneck_s_per_file(weights: str, files: int, threads: int) -> float:
+    """Seconds per file of the ``vgg16_bottleneck`` network step at 224x224 (CUDA when present)."""
+    import torch
+
+    from emotune.features import _vgg
+
+    sha = _vgg.weights_sha256(weights)
+    images = np.random.default_rng(0).normal(size=(files, 224, 224)).astype(np.float32)
+    _vgg.bottleneck_features(images[:1], sha, weights_path=weights, n_threads=threads)  # load, warm up
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    _vgg.bottleneck_features(images, sha, weights_path=weights, n_threads=threads)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return (time.perf_counter() - started) / files
+
+
 def variants(gpu: bool) -> list[tuple[str, str, Any, dict[str, Any]]]:
-    from emotune.spaces import cnn1d_mfcc, cnn1d_pca, spec_cnn
+    from emotune.spaces import cnn1d_mfcc, cnn1d_pca, spec_cnn, vgg16_head
 
     out = [
         ("cnn1d_pca", "seed: 8 conv + 3 FC", cnn1d_pca, cnn1d_pca.SEED_PARAMS),
@@ -113,6 +146,7 @@ def variants(gpu: bool) -> list[tuple[str, str, Any, dict[str, Any]]]:
             spec_cnn,
             {**spec_cnn.DEFAULTS, "n_blocks": 4, "channels": 16, "convs_per_block": 2, "downsample": 2},
         ),
+        ("vgg16_head", "seed head on bottleneck", vgg16_head, vgg16_head.SEED_PARAMS),
     ]
     if gpu:
         out += [
@@ -189,12 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--synthetic", action="store_true", help="synthetic arrays even if real features load"
     )
+    parser.add_argument(
+        "--vgg-files", type=int, default=8, help="images timed through frozen VGG16 (default 8)"
+    )
     args = parser.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
 
     import torch
 
-    from emotune.spaces import _torch, cnn1d_mfcc, cnn1d_pca, spec_cnn
+    from emotune.spaces import _torch, cnn1d_mfcc, cnn1d_pca, spec_cnn, vgg16_head
 
     gpu = torch.cuda.is_available()
     device = (
@@ -203,13 +240,17 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     arrays, source = load_data(args.rows, args.synthetic)
     load_s = time.perf_counter() - t0
+    arrays["vgg16_bottleneck"] = synthetic_bottleneck(args.rows)
     splits = {name: split(*arrays[name]) for name in arrays}
 
     results: dict[str, float] = {}
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
+        weights = random_vgg16_weights(tmp)
         if gpu and not os.environ.get(_torch.VGG16_WEIGHTS_ENV):
-            os.environ[_torch.VGG16_WEIGHTS_ENV] = random_vgg16_weights(tmp)
+            os.environ[_torch.VGG16_WEIGHTS_ENV] = weights
+        results["vgg16_bottleneck_s_per_file"] = bottleneck_s_per_file(weights, args.vgg_files, args.threads)
+        print(f"vgg16_bottleneck: {results['vgg16_bottleneck_s_per_file']:.3f} s/file", file=sys.stderr)
         for key, label, space, params in variants(gpu):
             r = time_epochs(space, params, splits[space.FEATURES], args.epochs)
             results[f"{key}_epoch_s"] = r["epoch_s"]
@@ -218,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(lines[-1], file=sys.stderr, flush=True)
         trial_lines = []
-        for space in (cnn1d_pca, cnn1d_mfcc, spec_cnn):
+        for space in (cnn1d_pca, cnn1d_mfcc, spec_cnn, vgg16_head):
             elapsed, shape, epochs = first_trial(space, splits[space.FEATURES], args.trial_epochs)
             results[f"{space.NAME}_first_trial_s"] = elapsed
             trial_lines.append(f"{space.NAME:<15} {elapsed:>9.1f} {epochs:>7}  {shape}")
@@ -233,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"{'variant':<15} {'network':<27} {'input':>9} {'s/epoch':>9} {'epochs/s':>9} {'prep s':>8}")
     print("\n".join(lines))
+    print(
+        f"vgg16_head rows: synthetic 25,088-value bottlenecks. Computing them (vgg16_bottleneck, frozen "
+        f"VGG16 at 224x224, {args.vgg_files} images): {results['vgg16_bottleneck_s_per_file']:.3f} s per file"
+    )
     print(f"\nfirst finished trial (TPE seed 0, 1 split, epochs <= {args.trial_epochs})")
     print(f"{'space':<15} {'seconds':>9} {'epochs':>7}  sampled")
     print("\n".join(trial_lines))
