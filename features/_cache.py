@@ -59,7 +59,6 @@ _DB_NAME = "index.db"
 _LIBRARIES = ("numpy", "scipy", "librosa", "soundfile", "soxr")
 # Libraries that only some sets use: in those sets' keys only, so the other sets' keys stay as they were.
 _SET_LIBRARIES: dict[str, tuple[str, ...]] = {"vgg16_bottleneck": ("torch",)}
-_BATCHED = ("vgg16_bottleneck",)  # sets whose last step is a network (features._sets.BATCHED_SETS)
 # A stat entry of a file modified less than this long before it was read is "racy": trusted by
 # prune, but the next build hashes the file again (git's "racily clean" rule).
 _RACY_NS = 1_000_000_000
@@ -706,6 +705,7 @@ class _Build:
         import ray
 
         from emotune.features._ray import is_single_node, ray_init
+        from emotune.features._sets import BATCHED_SETS
 
         ray_init(self.ray_address, num_cpus=self.num_cpus)
         self.timings["ray_start"] = time.perf_counter() - t
@@ -726,7 +726,7 @@ class _Build:
         share = min(1.0, gpus / cpus) if gpus else 0.0
         tasks = {
             sets: task.options(num_gpus=share)
-            if share and any(self.plist[i]["set"] in _BATCHED for i in sets)
+            if share and any(self.plist[i]["set"] in BATCHED_SETS for i in sets)
             else task
             for sets in by_sets
         }
