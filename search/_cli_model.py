@@ -64,6 +64,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help=f"greedy selection steps (default {ens.DEFAULT_ITERATIONS})",
     )
     p.add_argument(
+        "--voter",
+        choices=ens.VOTERS,
+        default="auto",
+        help="auto (default): greedy weights or a stacked logistic regression, whichever scores better in "
+        "cross-validation on the out-of-fold probabilities; or force one",
+    )
+    p.add_argument(
         "--data", default=None, metavar="DIR", help="where the studies' data lives now (re-roots paths)"
     )
     p.add_argument(
@@ -136,7 +143,34 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--protocol", default="actor", choices=["actor", "random"], help="outer and inner splits")
     p.add_argument("--metric", default="uar", choices=["uar", "accuracy"], help="objective and weight metric")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--speaker-norm", action="store_true", help="z-normalise features per speaker")
+    norm = p.add_mutually_exclusive_group()
+    norm.add_argument(
+        "--speaker-norm",
+        dest="speaker_norm",
+        action="store_const",
+        const=True,
+        default="both",
+        help="speaker-normalised only (default: plain and speaker-normalised side by side, on the same folds)",
+    )
+    norm.add_argument(
+        "--no-speaker-norm",
+        dest="speaker_norm",
+        action="store_const",
+        const=False,
+        help="plain features only",
+    )
+    p.add_argument(
+        "--features",
+        default=None,
+        metavar="SET",
+        help="feature set(s) of every search, as `emotune search --features` (default: each space's)",
+    )
+    p.add_argument(
+        "--voter",
+        choices=ens.VOTERS,
+        default="auto",
+        help="auto (default): greedy weights or a stacked logistic regression, chosen on out-of-fold data",
+    )
     p.add_argument("--corpus", default=None, help="force the corpus reader")
     p.add_argument("--labels", default=None, metavar="CSV", help="labels file for a generic corpus")
     p.add_argument(
@@ -183,6 +217,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
         cache_dir=args.cache,
         force=args.force,
         progress=not args.json,
+        voter_kind=args.voter,
     )
     if args.json:
         print_json({"out": str(result.out), **result.manifest})
@@ -236,12 +271,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         metric=args.metric,
         seed=args.seed,
         speaker_norm=args.speaker_norm,
+        features=args.features,
+        voter=args.voter,
         corpus=args.corpus,
         labels=args.labels,
         cache_dir=args.cache,
         ray_address=args.ray_address,
         num_cpus=args.num_cpus,
-        progress=not args.json,
+        progress=True,  # on stderr, so --json output stays clean
     )
     if args.json:
         print_json(result.to_json())

@@ -57,7 +57,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the split, folds, samplers and models")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds (fewer if too few speakers)")
-    p.add_argument("--features", dest="feature_set", default=None, help="feature set (default: the space's)")
+    p.add_argument(
+        "--features",
+        dest="feature_set",
+        default=None,
+        metavar="SET",
+        help="feature set (default: the space's); several separated by commas, or `all` of those the "
+        "space accepts, make the set part of what the study searches (see `emotune spaces`)",
+    )
     p.add_argument("--speaker-norm", action="store_true", help="z-normalise features per speaker")
     p.add_argument(
         "--pruner",
@@ -153,8 +160,17 @@ def cmd_spaces(args: argparse.Namespace) -> int:
         return 0
     print(
         table(
-            ["space", "features", "resources", "steps/fold"],
-            [[r["name"], r["features"], _res(r["resources"]), r.get("max_steps", 1)] for r in rows],
+            ["space", "features", "accepts", "resources", "steps/fold"],
+            [
+                [
+                    r["name"],
+                    r["features"],
+                    ",".join(r["accepts"]),
+                    _res(r["resources"]),
+                    r.get("max_steps", 1),
+                ]
+                for r in rows
+            ],
         )
     )
     return 0

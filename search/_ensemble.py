@@ -16,6 +16,7 @@ import io
 import json
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from emotune.features._errors import EmotuneError
+from emotune.search._stack import VOTERS, StackedVoter, VoterChoice, choose_voter, fit_meta
 from emotune.search._study import StudyData, StudySpec
 
 DEFAULT_TOP_K = 3
@@ -143,10 +145,19 @@ def space_module(spec: StudySpec) -> Any:
 
 
 def full_params(spec: StudySpec, trial_params: Mapping[str, Any]) -> dict[str, Any]:
-    """The params dict the space built the trial from (its ``suggest`` on the trial's values)."""
+    """The params dict the space built the trial from (its ``suggest`` on the trial's values).
+
+    A searched feature set (the ``features`` parameter) is not the space's: see
+    :meth:`StudySpec.for_trial`.
+    """
     import optuna
 
-    return dict(space_module(spec).suggest(optuna.trial.FixedTrial(dict(trial_params))))
+    from emotune.search._study import FEATURES_PARAM
+
+    own = {k: v for k, v in trial_params.items() if k != FEATURES_PARAM}
+    with warnings.catch_warnings():  # a value of an older study outside today's range still rebuilds
+        warnings.filterwarnings("ignore", message="The value .* is out of the range", category=UserWarning)
+        return dict(space_module(spec).suggest(optuna.trial.FixedTrial(own)))
 
 
 def top_candidates(url: str, opened: Opened, top_k: int, *, progress: bool = True) -> list[Candidate]:
@@ -169,8 +180,9 @@ def top_candidates(url: str, opened: Opened, top_k: int, *, progress: bool = Tru
     for t in trials:
         if len(out) == top_k:
             break
-        params = full_params(opened.spec, t.params)
-        same = json.dumps(params, sort_keys=True, default=str)
+        spec = opened.spec.for_trial(t.params)
+        params = full_params(spec, t.params)
+        same = json.dumps([spec.feature_set, params], sort_keys=True, default=str)
         if same in taken:  # the sampler proposed these parameters again: the same model, skip it
             continue
         oof = load_oof(url, opened.name, t.number)
@@ -181,7 +193,7 @@ def top_candidates(url: str, opened: Opened, top_k: int, *, progress: bool = Tru
             )
             continue
         taken.add(same)
-        out.append(Candidate(opened.name, t.number, opened.spec, params, float(t.value), oof))
+        out.append(Candidate(opened.name, t.number, spec, params, float(t.value), oof))
     if not out:
         raise EnsembleError(
             f"study {opened.name} has no complete trial with stored out-of-fold probabilities "
@@ -293,6 +305,8 @@ class Fitted:
     rows: list[dict[str, Any]]
     confusion: np.ndarray | None
     test_proba: np.ndarray | None
+    members: list[int] = field(default_factory=list)  # candidate indices the voter holds, in order
+    choice: VoterChoice | None = None
 
 
 def fit_and_score(
@@ -308,12 +322,17 @@ def fit_and_score(
     refit_best_of_each_study: bool = True,
     progress: bool = True,
     say: Callable[[str], None] | None = None,
+    folds: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+    voter_kind: str = "auto",
 ) -> Fitted:
-    """Choose weights on out-of-fold data, refit on ``train``, score on ``test`` (may be empty).
+    """Choose the voter on out-of-fold data, refit on ``train``, score on ``test`` (may be empty).
 
-    ``candidates[i].oof`` rows must be the rows ``train`` indexes, in that order.
+    ``candidates[i].oof`` rows must be the rows ``train`` indexes, in that order. With ``folds``
+    (the studies' folds over those rows), greedy weights and a stacked voter are compared by
+    cross-validation on the out-of-fold rows (:func:`~emotune.search._stack.choose_voter`) unless
+    ``voter_kind`` names one; without, the voter is greedy.
     """
-    from emotune.search._objective import aligned_proba
+    from emotune.search._objective import aligned_proba, captured_warnings, summarize_warnings
     from emotune.search._voter import SoftVoter, blend, greedy_selection
 
     say = say or (lambda m: _say(m, progress))
@@ -327,23 +346,44 @@ def fit_and_score(
     labels_arr = np.asarray(labels)
 
     sel = greedy_selection([c.oof for c in candidates], y_train, metric=metric, iterations=iterations)
-    chosen = [i for i in range(len(candidates)) if sel.counts[i] > 0]
-    say(
-        "weights chosen on out-of-fold probabilities: "
-        + ", ".join(f"{candidates[i].name}={sel.weights[i]:.2f}" for i in chosen)
-        + f" (out-of-fold {metric} {sel.score:.4f}; best member {sel.member_scores[sel.best_member]:.4f})"
-    )
+    choice = _choose(candidates, y_train, folds, metric=metric, iterations=iterations, kind=voter_kind)
+    if choice.kind == "stacked":
+        chosen = list(range(len(candidates)))
+        say(
+            f"stacked voter over {len(chosen)} members (meta-model C={choice.C:g}) chosen by cross-validation "
+            f"on out-of-fold probabilities: " + ", ".join(f"{k} {v:.4f}" for k, v in choice.cv_scores.items())
+        )
+        members = [(candidates[i].name, build_member(candidates[i], n_classes)) for i in chosen]
+        meta = fit_meta([c.oof for c in candidates], y_train, C=float(choice.C or 1.0), n_classes=n_classes)
+        voter: SoftVoter = StackedVoter(
+            members, meta=meta, inputs=[candidates[i].key for i in chosen], classes=list(classes)
+        )
+    else:
+        chosen = [i for i in range(len(candidates)) if sel.counts[i] > 0]
+        say(
+            "weights chosen on out-of-fold probabilities: "
+            + ", ".join(f"{candidates[i].name}={sel.weights[i]:.2f}" for i in chosen)
+            + f" (out-of-fold {metric} {sel.score:.4f}; best member {sel.member_scores[sel.best_member]:.4f})"
+            + (
+                f"; cross-validated: {', '.join(f'{k} {v:.4f}' for k, v in choice.cv_scores.items())}"
+                if choice.cv_scores
+                else ""
+            )
+        )
+        voter = SoftVoter(
+            [(candidates[i].name, build_member(candidates[i], n_classes)) for i in chosen],
+            weights=[int(sel.counts[i]) for i in chosen],
+            inputs=[candidates[i].key for i in chosen],
+            classes=list(classes),
+        )
     keys = sorted({candidates[i].key for i in chosen})
-    voter = SoftVoter(
-        [(candidates[i].name, build_member(candidates[i], n_classes)) for i in chosen],
-        weights=[int(sel.counts[i]) for i in chosen],
-        inputs=[candidates[i].key for i in chosen],
-        classes=list(classes),
-    )
     t0 = time.perf_counter()
     say(f"refitting {len(chosen)} member(s) on {len(train)} training files ...")
-    voter.fit({k: arrays[k][train] for k in keys}, labels_arr[train])
+    with captured_warnings() as caught:
+        voter.fit({k: arrays[k][train] for k in keys}, labels_arr[train])
     say(f"refit in {time.perf_counter() - t0:.1f} s")
+    if caught:
+        say("library warnings while refitting: " + "; ".join(summarize_warnings(caught, most=2)))
 
     # Member probabilities on train/test: the voter's own members, plus each study's best if unchosen.
     fitted: dict[int, tuple[Any, str]] = {
@@ -357,7 +397,8 @@ def fit_and_score(
         for i in sorted(set(best_of.values()) - set(chosen)):
             c = candidates[i]
             say(f"refitting {c.name} (its study's best, not chosen) for the table ...")
-            est = build_member(c, n_classes).fit(arrays[c.key][train], y_train)
+            with captured_warnings():
+                est = build_member(c, n_classes).fit(arrays[c.key][train], y_train)
             fitted[i] = (est, c.key)
 
     rows: list[dict[str, Any]] = []
@@ -369,7 +410,7 @@ def fit_and_score(
             "trial": c.trial,
             "space": c.spec.space,
             "feature_set": c.spec.feature_set,
-            "weight": float(sel.weights[i]),
+            "weight": float(sel.weights[i]) if choice.kind == "greedy" else float(i in chosen),
             "cv_accuracy": cv["accuracy"],
             "cv_uar": cv["uar"],
             "train_accuracy": None,
@@ -386,10 +427,15 @@ def fit_and_score(
                 row["test_accuracy"], row["test_uar"] = m["accuracy"], m["uar"]
         rows.append(row)
 
-    cv_voter = metrics(y_train, blend([c.oof for c in candidates], sel.weights).argmax(axis=1))
+    if choice.kind == "stacked" and choice.cv_proba is not None:
+        cv_voter = metrics(y_train, choice.cv_proba.argmax(axis=1))
+    else:
+        cv_voter = metrics(y_train, blend([c.oof for c in candidates], sel.weights).argmax(axis=1))
     train_pred = voter.predict_proba({k: arrays[k][train] for k in keys}).argmax(axis=1)
     vrow: dict[str, Any] = {
         "member": "voter",
+        "voter_kind": choice.kind,
+        "voter_cv": choice.cv_scores,
         "study": None,
         "trial": None,
         "space": "+".join(sorted({candidates[i].spec.space for i in chosen})),
@@ -410,7 +456,25 @@ def fit_and_score(
         known = y_test >= 0
         conf = confusion(y_test[known], pred[known], n_classes)
     rows.append(vrow)
-    return Fitted(voter, sel, rows, conf, test_proba)
+    return Fitted(voter, sel, rows, conf, test_proba, chosen, choice)
+
+
+def _choose(
+    candidates: Sequence[Candidate],
+    y_train: np.ndarray,
+    folds: Sequence[tuple[np.ndarray, np.ndarray]] | None,
+    *,
+    metric: str,
+    iterations: int,
+    kind: str,
+) -> VoterChoice:
+    """The voter kind; greedy without folds (nothing to cross-validate on) or with one candidate."""
+    if kind not in VOTERS:
+        raise EnsembleError(f"--voter {kind!r} is not one of {', '.join(VOTERS)}")
+    if not folds or len(candidates) < 2 or kind == "greedy":
+        return VoterChoice("greedy", None)
+    oof = [c.oof for c in candidates]
+    return choose_voter(oof, y_train, folds, metric=metric, iterations=iterations, voter=kind)
 
 
 # --- the command -------------------------------------------------------------------------------
@@ -428,6 +492,7 @@ def build_ensemble(
     cache_dir: str | Path | None = None,
     force: bool = False,
     progress: bool = True,
+    voter_kind: str = "auto",
 ) -> EnsembleResult:
     """Ensemble the best trials of ``studies`` and write the model directory ``out``.
 
@@ -442,6 +507,8 @@ def build_ensemble(
         cache_dir: Feature cache (default ``$EMOTUNE_HOME/cache``).
         force: Replace a non-empty ``out``.
         progress: Progress lines on stderr.
+        voter_kind: ``auto`` (greedy weights or stacking, chosen by cross-validation on the
+            out-of-fold probabilities over the first study's folds), ``greedy`` or ``stacked``.
     """
     from emotune.search import _modeldir
     from emotune.search._export import library_versions
@@ -472,8 +539,10 @@ def build_ensemble(
         metric=metric,
         iterations=iterations,
         progress=progress,
+        folds=first.data.folds,
+        voter_kind=voter_kind,
     )
-    chosen = [i for i in range(len(candidates)) if fit.selection.counts[i] > 0]
+    chosen = fit.members
     used = {candidates[i].key for i in chosen}
     for key in sorted(used):
         spec = inputs[key]
@@ -528,7 +597,8 @@ def make_manifest(
 
     first = opened[0]
     sel = fit.selection
-    chosen = [i for i in range(len(candidates)) if sel.counts[i] > 0]
+    chosen = fit.members
+    stacked = fit.choice is not None and fit.choice.kind == "stacked"
     used = {candidates[i].key for i in chosen}
     members = []
     for i in chosen:
@@ -541,8 +611,8 @@ def make_manifest(
                 "space": c.spec.space,
                 "space_path": c.spec.space_path,
                 "params": c.params,
-                "weight": float(sel.weights[i]),
-                "count": int(sel.counts[i]),
+                "weight": None if stacked else float(sel.weights[i]),
+                "count": None if stacked else int(sel.counts[i]),
                 "input": c.key,
                 "feature_set": c.spec.feature_set,
                 "feature_params": c.spec.feature_params,
@@ -566,6 +636,14 @@ def make_manifest(
         "speaker_norm": any(inputs[k].speaker_norm for k in used),
         "inputs": {k: dataclasses.asdict(v) for k, v in inputs.items() if k in used},
         "members": members,
+        "voter": {
+            "kind": fit.choice.kind if fit.choice else "greedy",
+            "meta_C": fit.choice.C if fit.choice else None,
+            "cv_scores": fit.choice.cv_scores if fit.choice else {},
+            "how": "chosen by cross-validation over the studies' folds on out-of-fold probabilities"
+            if fit.choice and fit.choice.cv_scores
+            else "greedy weights (nothing to cross-validate the choice on)",
+        },
         "selection": {
             "method": "greedy ensemble selection with replacement (Caruana et al. 2004) on out-of-fold probabilities",
             "iterations": iterations,
@@ -674,16 +752,29 @@ def confusion_png(matrix: np.ndarray, classes: Sequence[str], *, title: str) -> 
     return buf.getvalue()
 
 
+def _voter_line(m: Mapping[str, Any]) -> str:
+    sel, voter = m["selection"], m.get("voter") or {"kind": "greedy"}
+    cv = ", ".join(f"{k} {v:.4f}" for k, v in voter.get("cv_scores", {}).items())
+    if voter["kind"] == "stacked":
+        return (
+            f"voter: stacked (multinomial logistic regression, C={voter['meta_C']:g}, on the members' "
+            f"out-of-fold log-probabilities), chosen by cross-validation on out-of-fold {m['metric']}: {cv}"
+        )
+    return (
+        f"weights: greedy selection with replacement on out-of-fold {m['metric']} "
+        f"({sel['oof_score']:.4f}, best single member {sel['best_member_oof_score']:.4f})"
+        + (f"; chosen over stacking by cross-validation: {cv}" if cv else "")
+    )
+
+
 def describe(result: EnsembleResult) -> str:
     """The text report of an ensemble: the table, the confusion matrix and where it was written."""
     m = result.manifest
-    sel = m["selection"]
     lines = [
         f"ensemble of {len(m['studies'])} studies ({', '.join(m['studies'])}): target {m['target']} "
         f"({len(m['classes'])} classes), protocol {m['protocol']}, {m['n_train']} training / {m['n_test']} test files"
         + (f" (test speakers {', '.join(m['test_speakers'])})" if m["protocol"] == "actor" else ""),
-        f"weights: greedy selection with replacement on out-of-fold {m['metric']} "
-        f"({sel['oof_score']:.4f}, best single member {sel['best_member_oof_score']:.4f})",
+        _voter_line(m),
         "",
         format_table(result.rows),
     ]

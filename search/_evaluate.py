@@ -29,11 +29,11 @@ import numpy as np
 
 from emotune.features._errors import EmotuneError
 
-DEFAULT_SPACES = ("knn", "logreg", "mlp")
-DEFAULT_OUTER_FOLDS = 5
+DEFAULT_SPACES = ("logreg", "svm", "mlp")
+DEFAULT_OUTER_FOLDS = 4
 DEFAULT_INNER_FOLDS = 3
 DEFAULT_TRIALS = 20
-DEFAULT_TIMEOUT = 120.0
+DEFAULT_TIMEOUT = 45.0
 DEFAULT_WORKERS = 2
 DEFAULT_TOP_K = 3
 
@@ -59,26 +59,31 @@ class EvaluateResult:
     folds: list[FoldResult] = field(default_factory=list)
 
     def summary(self) -> list[dict[str, Any]]:
-        """Mean and std over folds of test accuracy and UAR, per space (its best trial) and the voter."""
-        names: list[str] = []
+        """Mean and std over folds of test accuracy and UAR, per space (its best trial) and the voter,
+        for each normalisation the evaluation ran (``speaker_norm``: true or false)."""
+        keys: list[tuple[str, bool]] = []
         for f in self.folds:
             for r in f.rows:
-                if r["model"] not in names:
-                    names.append(r["model"])
+                if (r["model"], r["speaker_norm"]) not in keys:
+                    keys.append((r["model"], r["speaker_norm"]))
+        keys.sort(key=lambda k: k[1])  # plain first, then normalised; models in order of appearance
         out = []
-        for name in names:
-            acc = [r["test_accuracy"] for f in self.folds for r in f.rows if r["model"] == name]
-            uar = [r["test_uar"] for f in self.folds for r in f.rows if r["model"] == name]
-            out.append(
-                {
-                    "model": name,
-                    "folds": len(acc),
-                    "accuracy_mean": float(np.mean(acc)),
-                    "accuracy_std": float(np.std(acc)),
-                    "uar_mean": float(np.mean(uar)),
-                    "uar_std": float(np.std(uar)),
-                }
-            )
+        for name, sn in keys:
+            rows = [r for f in self.folds for r in f.rows if r["model"] == name and r["speaker_norm"] == sn]
+            acc = [r["test_accuracy"] for r in rows]
+            uar = [r["test_uar"] for r in rows]
+            row: dict[str, Any] = {
+                "model": name,
+                "speaker_norm": sn,
+                "folds": len(acc),
+                "accuracy_mean": float(np.mean(acc)),
+                "accuracy_std": float(np.std(acc)),
+                "uar_mean": float(np.mean(uar)),
+                "uar_std": float(np.std(uar)),
+            }
+            if name == "voter":
+                row["voter_kinds"] = sorted({r["voter_kind"] for r in rows})
+            out.append(row)
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -151,7 +156,9 @@ def evaluate(
     protocol: str = "actor",
     metric: str = "uar",
     seed: int = 0,
-    speaker_norm: bool = False,
+    speaker_norm: bool | str = "both",
+    features: str | None = None,
+    voter: str = "auto",
     corpus: str | None = None,
     labels: str | None = None,
     cache_dir: str | Path | None = None,
@@ -171,16 +178,187 @@ def evaluate(
         timeout: Seconds per search after which no new trial starts (``None``: no limit).
         workers: Ray workers per search.
         top_k: Best trials of each study that the ensemble may use.
-        target, protocol, metric, seed, speaker_norm, corpus, labels: as for ``emotune search``.
+        speaker_norm: ``True`` (normalised only), ``False`` (plain only) or ``"both"`` (each outer
+            fold is searched and tested both ways, on the same folds).
+        features: ``--features`` of every search (None: each space's default set).
+        voter: ``auto`` (greedy or stacked, chosen on out-of-fold data), ``greedy`` or ``stacked``.
+        target, protocol, metric, seed, corpus, labels: as for ``emotune search``.
         cache_dir, ray_address, num_cpus: feature cache and Ray settings.
         progress: Progress on stderr.
     """
-    from emotune.features import build, default_params, label_of, scan
-    from emotune.search import _search
-    from emotune.search._objective import TrialData
-    from emotune.search._study import PROTOCOLS, StudySpec, make_folds
+    from emotune.search._stack import VOTERS
 
     t_start = time.perf_counter()
+    if voter not in VOTERS:
+        raise EvaluateError(f"--voter {voter!r} is not one of {', '.join(VOTERS)}")
+    conditions = _conditions(speaker_norm)
+    plan = _plan(data, spaces, features, target=target, protocol=protocol, outer=outer, seed=seed,
+                 corpus=corpus, labels=labels, cache_dir=cache_dir, ray_address=ray_address,
+                 num_cpus=num_cpus, progress=progress)  # fmt: skip
+    k = len(plan.tests)
+    settings: dict[str, Any] = {
+        "data": plan.roots,
+        "files": len(plan.rows),
+        "speakers": len(set(plan.groups)),
+        "spaces": [m.NAME for m in plan.modules],
+        "feature_sets": {m.NAME: sets for m, sets in zip(plan.modules, plan.sets, strict=True)},
+        "target": target,
+        "protocol": protocol,
+        "metric": metric,
+        "seed": seed,
+        "outer_folds": k,
+        "inner_folds": inner,
+        "trials": trials,
+        "timeout_s": timeout,
+        "workers": workers,
+        "top_k": top_k,
+        "voter": voter,
+        "speaker_norm": conditions[0] if len(conditions) == 1 else "both",
+    }
+    _say(
+        f"nested evaluation: {k} outer folds ({'held-out speakers' if protocol == 'actor' else 'stratified files'}) x "
+        f"spaces {', '.join(m.NAME for m in plan.modules)}: up to {trials} trials per search"
+        + (f" (or {timeout:g} s)" if timeout else "")
+        + f", {workers} workers, inner {inner}-fold CV ({'grouped by speaker' if protocol == 'actor' else 'stratified'}), "
+        f"voter ({voter}) over the top {top_k} of each, metric {metric}",
+        progress,
+    )
+    if True in conditions:
+        _say(
+            "speaker normalisation z-scores each speaker's features with that speaker's own unlabelled files, "
+            "test speakers included (it needs several recordings of every new speaker at prediction time)",
+            progress,
+        )
+    arrays = {
+        (name, sn): plan.arrays(name, sn)
+        for m, sets in zip(plan.modules, plan.sets, strict=True)
+        for name in sets
+        for sn in conditions
+    }
+    result = EvaluateResult(settings)
+    run_id = uuid.uuid4().hex[:8]
+    opts: dict[str, Any] = {"trials": trials, "timeout": timeout, "workers": workers, "top_k": top_k, "metric": metric,
+            "inner": inner, "voter": voter, "ray_address": ray_address, "num_cpus": num_cpus,
+            "progress": progress}  # fmt: skip
+    for f, test_idx in enumerate(plan.tests):
+        t0 = time.perf_counter()
+        train_idx = np.setdiff1d(np.arange(len(plan.rows)), test_idx)
+        held = sorted({plan.groups[i] for i in test_idx})
+        _say(
+            f"outer fold {f + 1}/{k}: {len(train_idx)} training files, {len(test_idx)} test files"
+            + (f" (speakers {', '.join(held)})" if protocol == "actor" else ""),
+            progress,
+        )
+        rows_out: list[dict[str, Any]] = []
+        trial_counts: dict[str, dict[str, int]] = {}
+        for sn in conditions:
+            name = f"evaluate-{run_id}-f{f + 1}" + ("-sn" if sn else "")
+            r, counts = _run_fold(plan, url, name, train_idx, test_idx, arrays, sn, **opts)
+            rows_out += r
+            trial_counts.update({f"{s}{'+sn' if sn else ''}": c for s, c in counts.items()})
+        fr = FoldResult(f + 1, held if protocol == "actor" else [], len(train_idx), len(test_idx), rows_out,
+                        trial_counts, time.perf_counter() - t0)  # fmt: skip
+        result.folds.append(fr)
+        done = ", ".join(
+            f"{'normalised' if r['speaker_norm'] else 'plain'} UAR {r['test_uar']:.3f}"
+            for r in rows_out
+            if r["model"] == "voter"
+        )
+        _say(f"outer fold {f + 1}/{k} done in {fr.seconds:.0f} s: voter {done}", progress)
+    result.settings["seconds"] = round(time.perf_counter() - t_start, 1)
+    return result
+
+
+def _conditions(speaker_norm: bool | str) -> list[bool]:
+    if speaker_norm == "both":
+        return [False, True]
+    if isinstance(speaker_norm, bool):
+        return [speaker_norm]
+    raise EvaluateError(f"speaker_norm must be True, False or 'both', got {speaker_norm!r}")
+
+
+@dataclass
+class _Plan:
+    """The evaluation's data: rows, labels, groups, the outer folds, the spaces and their sets."""
+
+    rows: list[Any]
+    hashes: list[str]
+    labels: list[str]
+    groups: list[str]
+    tests: list[np.ndarray]
+    modules: list[Any]
+    sets: list[list[str]]  # per space: its feature sets (one pinned, or several searched)
+    refs: list[str]
+    roots: list[str]
+    target: str
+    protocol: str
+    seed: int
+    cache_dir: str | Path | None
+
+    def spec(self, i: int, sn: bool, inner: int, metric: str) -> Any:
+        from emotune.features import default_params
+        from emotune.search._study import StudySpec
+
+        m, sets, ref = self.modules[i], self.sets[i], self.refs[i]
+        choices = {name: default_params(name) for name in sets}
+        return StudySpec(
+            space=m.NAME,
+            feature_set=sets[0],
+            feature_params=choices[sets[0]],
+            target=self.target,
+            protocol=self.protocol,
+            metric=metric,
+            seed=self.seed,
+            folds=inner,
+            speaker_norm=sn,
+            roots=self.roots,
+            space_path=str(Path(ref).resolve()) if ref.endswith(".py") else None,
+            feature_choices=choices if len(choices) > 1 else {},
+        )
+
+    def study_data(self, idx: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]) -> Any:
+        from emotune.search._study import StudyData
+
+        return StudyData(
+            [dataclasses.asdict(self.rows[i]) for i in idx],
+            [self.hashes[i] for i in idx],
+            [self.labels[i] for i in idx],
+            np.zeros(len(idx), dtype=bool),
+            folds,
+        )
+
+    def arrays(self, feature_set: str, sn: bool) -> np.ndarray:
+        """One feature set over every row, once (slices feed the folds)."""
+        from emotune.features import default_params
+        from emotune.search._search import load_arrays
+        from emotune.search._study import StudySpec
+
+        spec = StudySpec(space="-", feature_set=feature_set, feature_params=default_params(feature_set),
+                         target=self.target, speaker_norm=sn)  # fmt: skip
+        return load_arrays(spec, self.study_data(np.arange(len(self.rows)), []), cache_dir=self.cache_dir)
+
+
+def _plan(
+    data: Sequence[str | Path],
+    spaces: Sequence[str],
+    features: str | None,
+    *,
+    target: str,
+    protocol: str,
+    outer: int,
+    seed: int,
+    corpus: str | None,
+    labels: str | None,
+    cache_dir: str | Path | None,
+    ray_address: str | None,
+    num_cpus: int | None,
+    progress: bool,
+) -> _Plan:
+    """Check the settings, scan and label the data, build its features, make the outer folds."""
+    from emotune.features import build, default_params, label_of, scan
+    from emotune.search import _search
+    from emotune.search._study import PROTOCOLS
+
     if protocol not in PROTOCOLS:
         raise EvaluateError(f"--protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
     if outer < 2:
@@ -190,33 +368,26 @@ def evaluate(
     modules = [_search._load_space(s) for s in spaces]
     if len({m.NAME for m in modules}) != len(modules):
         raise EvaluateError(f"--spaces {','.join(spaces)}: a space is given twice")
+    sets = [_search.feature_sets(m, features) for m in modules]
     for d in data:
         if not Path(d).exists():
             raise EvaluateError(f"{d}: no such file or folder")
-    params = {m.FEATURES: default_params(m.FEATURES) for m in modules}
+    params = {name: default_params(name) for s in sets for name in s}
 
     scanned = scan([str(d) for d in data], corpus=corpus, labels=labels)
     rows = [r for r in scanned.rows if label_of(r, target) is not None]
     if not rows:
         raise EvaluateError(f"no file under {', '.join(map(str, data))} has a label under --target {target}")
     _say(f"{len(rows)} labelled files; building features ({', '.join(params)}) ...", progress)
-    report = build(
-        rows,
-        params=list(params.values()),
-        cache_dir=cache_dir,
-        ray_address=ray_address,
-        num_cpus=num_cpus,
-        progress=progress,
-    )
+    report = build(rows, params=list(params.values()), cache_dir=cache_dir, ray_address=ray_address,
+                   num_cpus=num_cpus, progress=progress)  # fmt: skip
     failed = {f["path"] for f in report.failed}
     rows = [r for r in rows if r.path not in failed]
-    order = sorted(range(len(rows)), key=lambda i: (report.hashes[rows[i].path], rows[i].path))
-    rows = [rows[i] for i in order]
+    rows = sorted(rows, key=lambda r: (report.hashes[r.path], r.path))
     hashes = [report.hashes[r.path] for r in rows]
     labels_ = [str(label_of(r, target)) for r in rows]
     groups = [r.speaker for r in rows]
     n_speakers = len(set(groups))
-
     if protocol == "actor":
         k = min(outer, n_speakers)
         if n_speakers < 3:
@@ -231,147 +402,65 @@ def evaluate(
     if k < outer:
         _say(f"using {k} outer folds instead of {outer} (too few speakers or files per class)", progress)
     tests = outer_folds(labels_, groups, [r.gender for r in rows], hashes, protocol=protocol, k=k, seed=seed)
+    roots = [str(Path(d).resolve()) for d in data]
+    return _Plan(rows, hashes, labels_, groups, tests, modules, sets, list(spaces), roots, target, protocol,
+                 seed, cache_dir)  # fmt: skip
 
-    settings: dict[str, Any] = {
-        "data": [str(Path(d).resolve()) for d in data],
-        "files": len(rows),
-        "speakers": n_speakers,
-        "spaces": [m.NAME for m in modules],
-        "target": target,
-        "protocol": protocol,
-        "metric": metric,
-        "seed": seed,
-        "outer_folds": k,
-        "inner_folds": inner,
-        "trials": trials,
-        "timeout_s": timeout,
-        "workers": workers,
-        "top_k": top_k,
-        "speaker_norm": speaker_norm,
-    }
-    _say(
-        f"nested evaluation: {k} outer folds ({'held-out speakers' if protocol == 'actor' else 'stratified files'}) x "
-        f"spaces {', '.join(m.NAME for m in modules)}: up to {trials} trials per search"
-        + (f" (or {timeout:g} s)" if timeout else "")
-        + f", {workers} workers, inner {inner}-fold CV ({'grouped by speaker' if protocol == 'actor' else 'stratified'}), "
-        f"ensemble of the top {top_k} of each, metric {metric}",
-        progress,
-    )
 
-    # Every input's features over all rows, once (slices feed the folds).
-    from emotune.search._study import StudyData, dataset_digest
+def _run_fold(
+    plan: _Plan,
+    url: str,
+    prefix: str,
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+    arrays: dict[tuple[str, bool], np.ndarray],
+    sn: bool,
+    *,
+    trials: int,
+    timeout: float | None,
+    workers: int,
+    top_k: int,
+    metric: str,
+    inner: int,
+    voter: str,
+    ray_address: str | None,
+    num_cpus: int | None,
+    progress: bool,
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+    """One outer fold under one normalisation: search every space on the training rows, ensemble, test."""
+    from emotune.search import _search
+    from emotune.search._study import dataset_digest, make_folds
 
-    row_dicts = [dataclasses.asdict(r) for r in rows]
-    everything = StudyData(row_dicts, hashes, labels_, np.zeros(len(rows), dtype=bool), [])
-    specs_all = {
-        m.NAME: StudySpec(
-            space=m.NAME,
-            feature_set=m.FEATURES,
-            feature_params=params[m.FEATURES],
-            target=target,
-            protocol=protocol,
-            metric=metric,
-            seed=seed,
-            folds=inner,
-            speaker_norm=speaker_norm,
-            roots=settings["data"],
-            space_path=str(Path(s).resolve()) if s.endswith(".py") else None,
-        )
-        for m, s in zip(modules, spaces, strict=True)
-    }
-    arrays_by_set: dict[str, np.ndarray] = {}
-    for m in modules:
-        if m.FEATURES not in arrays_by_set:
-            arrays_by_set[m.FEATURES] = _search.load_arrays(
-                specs_all[m.NAME], everything, cache_dir=cache_dir
+    tr_rows = [plan.rows[i] for i in train_idx]
+    tr_labels = [plan.labels[i] for i in train_idx]
+    tr_groups = [plan.groups[i] for i in train_idx]
+    classes = sorted(set(tr_labels), key=_search._class_order(plan.target, tr_rows))
+    folds = make_folds(tr_labels, tr_groups, protocol=plan.protocol, folds=inner, seed=plan.seed, quiet=True)
+    sdata = plan.study_data(train_idx, folds)
+    digest = dataset_digest(sdata.hashes, sdata.labels, tr_groups)
+    names: list[str] = []
+    counts: dict[str, dict[str, int]] = {}
+    try:
+        for i, m in enumerate(plan.modules):
+            name = f"{prefix}-{m.NAME}"
+            spec = dataclasses.replace(plan.spec(i, sn, inner, metric), classes=classes, dataset_sha=digest)
+            names.append(name)
+            _search.create_or_check(url, name, spec, sdata)
+            tdata = _search.trial_data_from(
+                spec, sdata, {s: arrays[(s, sn)][train_idx] for s in plan.sets[i]}
             )
-
-    result = EvaluateResult(settings)
-    run_id = uuid.uuid4().hex[:8]
-    for f, test_idx in enumerate(tests):
-        t0 = time.perf_counter()
-        train_idx = np.setdiff1d(np.arange(len(rows)), test_idx)
-        held = sorted({groups[i] for i in test_idx})
-        _say(
-            f"outer fold {f + 1}/{k}: {len(train_idx)} training files, {len(test_idx)} test files"
-            + (f" (speakers {', '.join(held)})" if protocol == "actor" else ""),
-            progress,
-        )
-        tr_rows = [rows[i] for i in train_idx]
-        tr_labels = [labels_[i] for i in train_idx]
-        classes = sorted(set(tr_labels), key=_search._class_order(target, tr_rows))
-        folds = make_folds(
-            tr_labels, [groups[i] for i in train_idx], protocol=protocol, folds=inner, seed=seed, quiet=True
-        )
-        sdata = StudyData(
-            [row_dicts[i] for i in train_idx],
-            [hashes[i] for i in train_idx],
-            tr_labels,
-            np.zeros(len(train_idx), dtype=bool),
-            folds,
-        )
-        digest = dataset_digest(sdata.hashes, sdata.labels, [groups[i] for i in train_idx])
-        names: list[str] = []
-        trial_counts: dict[str, dict[str, int]] = {}
-        try:
-            for m in modules:
-                name = f"evaluate-{run_id}-f{f + 1}-{m.NAME}"
-                spec = dataclasses.replace(specs_all[m.NAME], classes=classes, dataset_sha=digest)
-                names.append(name)
-                _search.create_or_check(url, name, spec, sdata)
-                code = {c: i for i, c in enumerate(classes)}
-                tdata = TrialData(
-                    X=arrays_by_set[m.FEATURES][train_idx],
-                    y=np.array([code[v] for v in tr_labels], dtype=np.int64),
-                    folds=folds,
-                    classes=classes,
-                    hashes=sdata.hashes,
-                )
-                prep = _search.Prepared(name, url, m, spec, sdata, tdata, True)
-                summary = _search.run(
-                    prep,
-                    n_trials=trials,
-                    workers=workers,
-                    ray_address=ray_address,
-                    num_cpus=num_cpus,
-                    timeout=timeout,
-                    progress=progress,
-                )
-                if summary.get("interrupted"):
-                    raise KeyboardInterrupt
-                trial_counts[m.NAME] = {s: int(summary[s]) for s in ("complete", "pruned", "fail")}
-            rows_out = _ensemble_fold(
-                url,
-                names,
-                arrays_by_set,
-                labels_,
-                classes,
-                train_idx,
-                test_idx,
-                metric=metric,
-                top_k=top_k,
-                progress=progress,
-            )
-        finally:
-            _delete_studies(url, names)
-        fr = FoldResult(
-            f + 1,
-            held if protocol == "actor" else [],
-            len(train_idx),
-            len(test_idx),
-            rows_out,
-            trial_counts,
-            time.perf_counter() - t0,
-        )
-        result.folds.append(fr)
-        voter = rows_out[-1]
-        _say(
-            f"outer fold {f + 1}/{k} done in {fr.seconds:.0f} s: voter test accuracy {voter['test_accuracy']:.3f}, "
-            f"UAR {voter['test_uar']:.3f}",
-            progress,
-        )
-    result.settings["seconds"] = round(time.perf_counter() - t_start, 1)
-    return result
+            prep = _search.Prepared(name, url, m, spec, sdata, tdata, True)
+            summary = _search.run(prep, n_trials=trials, workers=workers, ray_address=ray_address,
+                                  num_cpus=num_cpus, timeout=timeout, progress=progress)  # fmt: skip
+            if summary.get("interrupted"):
+                raise KeyboardInterrupt
+            counts[m.NAME] = {s: int(summary[s]) for s in ("complete", "pruned", "fail")}
+        by_set = {s: arrays[(s, sn)] for sets in plan.sets for s in sets}
+        rows_out = _ensemble_fold(url, names, by_set, plan.labels, classes, train_idx, test_idx, metric=metric,
+                                  top_k=top_k, progress=progress, folds=folds, voter=voter)  # fmt: skip
+    finally:
+        _delete_studies(url, names)
+    return [{**r, "speaker_norm": sn} for r in rows_out], counts
 
 
 def _ensemble_fold(
@@ -386,8 +475,10 @@ def _ensemble_fold(
     metric: str,
     top_k: int,
     progress: bool,
+    folds: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+    voter: str = "auto",
 ) -> list[dict[str, Any]]:
-    """Weights on the fold's studies' out-of-fold data, refit on its training rows, test once."""
+    """The voter chosen on the fold's studies' out-of-fold data, refit on its training rows, tested once."""
     from emotune.search._ensemble import (
         EnsembleError,
         assign_inputs,
@@ -416,6 +507,8 @@ def _ensemble_fold(
         test_idx,
         metric=metric,
         progress=progress,
+        folds=folds,
+        voter_kind=voter,
     )
     out = []
     best_of: dict[str, dict[str, Any]] = {}
@@ -425,7 +518,15 @@ def _ensemble_fold(
     for r in best_of.values():
         out.append({"model": r["space"], "member": r["member"], **_scores(r)})
     v = fit.rows[-1]
-    out.append({"model": "voter", "member": v["space"], "weights": _weights(fit.rows[:-1]), **_scores(v)})
+    out.append(
+        {
+            "model": "voter",
+            "member": v["space"],
+            "voter_kind": v["voter_kind"],
+            "weights": _weights(fit.rows[:-1]),
+            **_scores(v),
+        }
+    )
     return out
 
 
@@ -448,53 +549,51 @@ def _delete_studies(url: str, names: Sequence[str]) -> None:
             pass  # never created
 
 
+def _norm_label(sn: bool) -> str:
+    return "speaker-normalised" if sn else "plain"
+
+
 def format_summary(result: EvaluateResult) -> str:
-    """Per fold (voter) and the mean +- std table."""
+    """Per fold (voters) and the mean +- std table, plain and speaker-normalised side by side."""
     from emotune.search._cli_common import table
 
-    lines = []
     fold_rows = []
     for f in result.folds:
-        v = f.rows[-1]
-        fold_rows.append(
-            [
-                f.fold,
-                ", ".join(f.test_speakers) or "-",
-                f.n_train,
-                f.n_test,
-                f"{v['test_accuracy']:.3f}",
-                f"{v['test_uar']:.3f}",
-                "; ".join(f"{s}: {c['complete']}+{c['pruned']}p" for s, c in f.trials.items()),
-                f"{f.seconds:.0f}",
-            ]
-        )
+        for v in (r for r in f.rows if r["model"] == "voter"):
+            sn = v["speaker_norm"]
+            fold_rows.append(
+                [
+                    f.fold,
+                    ", ".join(f.test_speakers) or "-",
+                    f.n_train,
+                    f.n_test,
+                    _norm_label(sn),
+                    v.get("voter_kind", "greedy"),
+                    f"{v['test_accuracy']:.3f}",
+                    f"{v['test_uar']:.3f}",
+                    "; ".join(
+                        f"{s.removesuffix('+sn')}: {c['complete']}+{c['pruned']}p"
+                        for s, c in f.trials.items()
+                        if s.endswith("+sn") == sn
+                    ),
+                    f"{f.seconds:.0f}",
+                ]
+            )
+    head = ["fold", "test speakers", "train", "test", "features", "voter", "voter acc", "voter UAR"]
+    lines = [table([*head, "trials (complete+pruned)", "s"], fold_rows), ""]
+    summary = result.summary()
     lines.append(
         table(
-            [
-                "fold",
-                "test speakers",
-                "train",
-                "test",
-                "voter acc",
-                "voter UAR",
-                "trials (complete+pruned)",
-                "s",
-            ],
-            fold_rows,
-        )
-    )
-    lines.append("")
-    lines.append(
-        table(
-            ["model", "folds", "test accuracy", "test UAR"],
+            ["model", "features", "folds", "test accuracy", "test UAR"],
             [
                 [
-                    s["model"],
+                    s["model"] + (f" ({'/'.join(s['voter_kinds'])})" if s["model"] == "voter" else ""),
+                    _norm_label(s["speaker_norm"]),
                     s["folds"],
                     f"{s['accuracy_mean']:.3f} ± {s['accuracy_std']:.3f}",
                     f"{s['uar_mean']:.3f} ± {s['uar_std']:.3f}",
                 ]
-                for s in result.summary()
+                for s in summary
             ],
         )
     )
@@ -503,7 +602,13 @@ def format_summary(result: EvaluateResult) -> str:
         f"\n{st['outer_folds']} outer folds ({st['protocol']}), {st['files']} files of {st['speakers']} speakers, "
         f"target {st['target']}; per fold and space up to {st['trials']} trials"
         + (f" / {st['timeout_s']:g} s" if st["timeout_s"] else "")
-        + f", inner {st['inner_folds']}-fold CV; models = each space's best trial refit; voter = greedy "
-        f"weights on inner out-of-fold {st['metric']}; {st.get('seconds', 0):.0f} s in all"
+        + f", inner {st['inner_folds']}-fold CV; models = each space's best trial refit; voter = greedy weights "
+        f"or a stacked logistic regression, chosen on inner out-of-fold {st['metric']}; "
+        f"{st.get('seconds', 0):.0f} s in all"
     )
+    if any(s["speaker_norm"] for s in summary):
+        lines.append(
+            "speaker-normalised rows z-score every speaker with that speaker's own unlabelled files: on new "
+            "speakers this needs several recordings of each (predict uses 5 or more per speaker)"
+        )
     return "\n".join(lines)

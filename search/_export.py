@@ -64,6 +64,7 @@ def export_best(url: str, name: str) -> dict[str, Any]:
     if not complete:
         raise StudyError(f"study {name!r} has no complete trial yet")
     best = study.best_trial
+    spec = spec.for_trial(best.params)  # a searched feature set: the one the best trial chose
     doc = {
         "study": name,
         "space": spec.space,

@@ -13,11 +13,13 @@ of complete trials go to the blob store (never to user attributes).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import socket
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -43,6 +45,17 @@ class TrialData:
     folds: list[tuple[np.ndarray, np.ndarray]]
     classes: list[str]
     hashes: list[str]  # content hash per training row (row order of X)
+    # When the study searches the feature set: each candidate set's matrix (same rows as X); a
+    # trial's ``features`` parameter picks one.
+    X_by_set: dict[str, np.ndarray] | None = None
+
+    def matrix(self, trial: optuna.trial.Trial) -> np.ndarray:
+        """The trial's matrix: ``X``, or the set it suggests among ``X_by_set``."""
+        if not self.X_by_set:
+            return self.X
+        from emotune.search._study import FEATURES_PARAM
+
+        return self.X_by_set[trial.suggest_categorical(FEATURES_PARAM, list(self.X_by_set))]
 
 
 def worker_id() -> str:
@@ -165,7 +178,18 @@ def make_objective(
     me = worker_id()
 
     def objective(trial: optuna.trial.Trial) -> float:
+        # A library's warnings about this trial (convergence, ill-conditioning) belong in its record,
+        # not on the user's terminal.
+        with captured_warnings() as caught:
+            try:
+                return run_trial(trial)
+            finally:
+                if caught:
+                    set_user_attrs(trial, {"warnings": summarize_warnings(caught)})
+
+    def run_trial(trial: optuna.trial.Trial) -> float:
         trial.set_user_attr("worker", me)
+        X = data.matrix(trial)
         params = space.suggest(trial)
         oof = np.zeros((len(data.y), n_classes))
         fold_scores: list[float] = []
@@ -191,17 +215,15 @@ def make_objective(
                         _record(trial, fold_scores, train_scores, spent + time.perf_counter() - t0)
                         raise optuna.TrialPruned(f"pruned at step {global_step}")
 
-                space.fit(
-                    estimator, data.X[tr], data.y[tr], X_val=data.X[va], y_val=data.y[va], report=report
-                )
+                space.fit(estimator, X[tr], data.y[tr], X_val=X[va], y_val=data.y[va], report=report)
             else:
-                estimator.fit(data.X[tr], data.y[tr])
+                estimator.fit(X[tr], data.y[tr])
             fit_time += time.perf_counter() - t0
-            proba = aligned_proba(estimator, data.X[va], n_classes)
+            proba = aligned_proba(estimator, X[va], n_classes)
             oof[va] = proba
             fold_scores.append(score(metric, data.y[va], proba.argmax(axis=1)))
             train_scores.append(
-                score(metric, data.y[tr], aligned_proba(estimator, data.X[tr], n_classes).argmax(1))
+                score(metric, data.y[tr], aligned_proba(estimator, X[tr], n_classes).argmax(1))
             )
             if iterative:
                 continue  # judged inside the first fold only, on its own steps
@@ -224,6 +246,24 @@ def make_objective(
         return float(np.mean(fold_scores))
 
     return objective
+
+
+@contextlib.contextmanager
+def captured_warnings() -> Iterator[list[warnings.WarningMessage]]:
+    """Record every warning raised inside the block instead of printing it."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+
+
+def summarize_warnings(caught: Sequence[warnings.WarningMessage], *, most: int = 5) -> list[str]:
+    """Distinct warnings as ``"Category: message (xN)"``, most frequent first, at most ``most``."""
+    counts: dict[str, int] = {}
+    for w in caught:
+        text = f"{w.category.__name__}: {' '.join(str(w.message).split())[:200]}"
+        counts[text] = counts.get(text, 0) + 1
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:most]
+    return [f"{text} (x{n})" if n > 1 else text for text, n in ranked]
 
 
 def _record(

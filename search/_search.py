@@ -31,6 +31,7 @@ import numpy as np
 from emotune.search import _storage as st
 from emotune.search._objective import TrialData, TrialInterrupted, make_objective, make_pruner, worker_id
 from emotune.search._study import (
+    FEATURES_PARAM,
     StudyData,
     StudyError,
     StudySpec,
@@ -117,8 +118,10 @@ def prepare(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     space = _load_space(space_ref)
-    fset = feature_set or space.FEATURES
-    params = default_params(fset)  # vgg16_bottleneck: the sha256 of $EMOTUNE_VGG16_WEIGHTS
+    sets = feature_sets(space, feature_set)
+    # vgg16_bottleneck: its params hold the sha256 of $EMOTUNE_VGG16_WEIGHTS
+    choices = {name: default_params(name) for name in sets}
+    fset, params = sets[0], choices[sets[0]]
     if not data:
         raise StudyError("--data is required to create a study (a folder of a corpus, or several)")
     for d in data:
@@ -130,7 +133,7 @@ def prepare(
         raise StudyError(f"no file under {', '.join(map(str, data))} has a label under --target {target}")
     report = build(
         rows,
-        params=[params],
+        params=list(choices.values()),
         cache_dir=cache_dir,
         ray_address=ray_address,
         num_cpus=num_cpus,
@@ -156,16 +159,64 @@ def prepare(
         classes=classes,
         dataset_sha=dataset_digest(sdata.hashes, sdata.labels, [r["speaker"] for r in sdata.rows]),
         space_path=str(Path(space_ref).resolve()) if space_ref.endswith(".py") else None,
+        feature_choices=choices if len(choices) > 1 else {},
     )
     created = create_or_check(url, study_name, spec, sdata)
-    X = load_arrays(spec, sdata, cache_dir=cache_dir)
-    train = sdata.train_index
-    code = {c: i for i, c in enumerate(classes)}
-    y = np.array([code[sdata.labels[i]] for i in train], dtype=np.int64)
-    tdata = TrialData(
-        X=X[train], y=y, folds=sdata.folds, classes=classes, hashes=[sdata.hashes[i] for i in train]
+    return Prepared(
+        study_name, url, space, spec, sdata, trial_data(spec, sdata, cache_dir=cache_dir), created
     )
-    return Prepared(study_name, url, space, spec, sdata, tdata, created)
+
+
+def feature_sets(space: ModuleType, feature_set: str | Sequence[str] | None) -> list[str]:
+    """The feature sets a study of ``space`` uses: one pinned, or several searched (first = default).
+
+    ``feature_set`` is None (the space's ``FEATURES``), a set name, a comma-separated list, or
+    ``"all"`` (every set the space accepts, its default first).
+
+    Raises:
+        StudyError: a set the space does not accept (the message lists those it does).
+    """
+    from emotune.spaces import accepts
+
+    ok = accepts(space)
+    if feature_set is None:
+        return [space.FEATURES]
+    given = feature_set.split(",") if isinstance(feature_set, str) else list(feature_set)
+    names = [n.strip() for n in given if n.strip()]
+    if names == ["all"]:
+        names = [space.FEATURES] + [n for n in ok if n != space.FEATURES]
+    bad = [n for n in names if n not in ok]
+    if bad or not names:
+        raise StudyError(
+            f"--features {feature_set if isinstance(feature_set, str) else ','.join(given)}: space "
+            f"{space.NAME} accepts {', '.join(ok)} (one, several separated by commas, or all)"
+        )
+    return list(dict.fromkeys(names))
+
+
+def trial_data(spec: StudySpec, sdata: StudyData, *, cache_dir: str | Path | None = None) -> TrialData:
+    """The training rows' matrices (one per searched feature set), codes and folds for the workers."""
+    train = sdata.train_index
+    sets = list(spec.feature_choices) or [spec.feature_set]
+    by_set = {
+        name: load_arrays(spec.for_trial({FEATURES_PARAM: name}), sdata, cache_dir=cache_dir)[train]
+        for name in sets
+    }
+    return trial_data_from(spec, sdata, by_set)
+
+
+def trial_data_from(spec: StudySpec, sdata: StudyData, by_set: dict[str, np.ndarray]) -> TrialData:
+    """:func:`trial_data` from matrices already loaded: ``by_set`` maps each set to its training rows."""
+    train = sdata.train_index
+    code = {c: i for i, c in enumerate(spec.classes)}
+    return TrialData(
+        X=by_set[spec.feature_set],
+        y=np.array([code[sdata.labels[i]] for i in train], dtype=np.int64),
+        folds=sdata.folds,
+        classes=list(spec.classes),
+        hashes=[sdata.hashes[i] for i in train],
+        X_by_set=dict(by_set) if spec.feature_choices else None,
+    )
 
 
 def _class_order(target: str, rows: Sequence[Any]) -> Any:

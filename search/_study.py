@@ -29,6 +29,8 @@ from emotune.features._errors import EmotuneError
 PROTOCOLS = ("actor", "random")
 METRICS = ("uar", "accuracy")
 SPEC_VERSION = 1
+# The trial parameter that holds a trial's feature set when the study searches it.
+FEATURES_PARAM = "features"
 
 
 class StudyError(EmotuneError):
@@ -52,6 +54,9 @@ class StudySpec:
     classes: list[str] = field(default_factory=list)
     dataset_sha: str = ""
     space_path: str | None = None
+    # When the study searches the feature set: every candidate set's params (set -> params); each
+    # trial's choice is its ``features`` parameter. Empty: the set is pinned to ``feature_set``.
+    feature_choices: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -91,7 +96,20 @@ class StudySpec:
                 return f"it was created with {label}={a!r}, not {b!r}"
         if self.feature_params != other.feature_params:
             return "it was created with other feature parameters"
+        if sorted(self.feature_choices) != sorted(other.feature_choices):
+            return f"it searches feature sets {sorted(self.feature_choices)!r}, not {sorted(other.feature_choices)!r}"
+        if self.feature_choices != other.feature_choices:
+            return "it was created with other feature parameters"
         return None
+
+    def for_trial(self, trial_params: dict[str, Any]) -> StudySpec:
+        """The spec of one trial: the feature set it chose pinned (the spec itself when pinned already)."""
+        chosen = trial_params.get(FEATURES_PARAM)
+        if not self.feature_choices or chosen not in self.feature_choices:
+            return self
+        return dataclasses.replace(
+            self, feature_set=chosen, feature_params=dict(self.feature_choices[chosen]), feature_choices={}
+        )
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Search spaces: one module per model family, found by a registry.
 
-A space module declares ``NAME``, ``FEATURES``, ``RESOURCES``, ``MAX_STEPS``, ``suggest(trial) -> dict``
+A space module declares ``NAME``, ``FEATURES`` (its default feature set), optionally ``ACCEPTS`` (every
+set it can consume; a study may search among them), ``RESOURCES``, ``MAX_STEPS``, ``suggest(trial) -> dict``
 and ``build(params, *, seed, n_classes=None) -> estimator`` (optionally ``pruner()`` and an iterative
 ``fit(estimator, X, y, *, X_val, y_val, report)``); see the project contract. Importing this package
 imports no space module and no heavy library.
@@ -14,6 +15,6 @@ Example:
 
 from __future__ import annotations
 
-from emotune.spaces._registry import SpaceError, describe, get, names
+from emotune.spaces._registry import SpaceError, accepts, describe, get, names
 
-__all__ = ["SpaceError", "describe", "get", "names"]
+__all__ = ["SpaceError", "accepts", "describe", "get", "names"]

@@ -24,7 +24,7 @@ from emotune.features import FEATURE_SETS, EmotuneError
 _DIR = Path(__file__).resolve().parent
 _PACKAGE = __name__.rpartition(".")[0]  # "emotune.spaces"
 _REQUIRED = ("NAME", "suggest", "build")
-_DECLARED = ("NAME", "FEATURES", "RESOURCES", "MAX_STEPS")
+_DECLARED = ("NAME", "FEATURES", "ACCEPTS", "RESOURCES", "MAX_STEPS")
 DEFAULT_FEATURES = "classic"
 DEFAULT_RESOURCES: dict[str, float] = {"num_cpus": 1}
 DEFAULT_MAX_STEPS = 1
@@ -71,6 +71,12 @@ def get(name_or_path: str | os.PathLike[str]) -> ModuleType:
     return module
 
 
+def accepts(space: ModuleType) -> tuple[str, ...]:
+    """The feature sets a space can consume: its ``ACCEPTS``, else only its ``FEATURES``."""
+    features = getattr(space, "FEATURES", DEFAULT_FEATURES)
+    return tuple(getattr(space, "ACCEPTS", (features,)))
+
+
 def describe(space: ModuleType | str | os.PathLike[str]) -> dict[str, Any]:
     """``{"name", "features", "resources", "max_steps", "summary"}`` of a space, defaults filled in.
 
@@ -92,9 +98,11 @@ def describe(space: ModuleType | str | os.PathLike[str]) -> dict[str, Any]:
 
 def _description(values: dict[str, Any], doc: str) -> dict[str, Any]:
     resources = values["RESOURCES"]
+    features = values["FEATURES"] if values["FEATURES"] is not None else DEFAULT_FEATURES
     return {
         "name": values["NAME"],
-        "features": values["FEATURES"] if values["FEATURES"] is not None else DEFAULT_FEATURES,
+        "features": features,
+        "accepts": list(values["ACCEPTS"]) if values["ACCEPTS"] is not None else [features],
         "resources": dict(resources) if resources is not None else dict(DEFAULT_RESOURCES),
         "max_steps": values["MAX_STEPS"] if values["MAX_STEPS"] is not None else DEFAULT_MAX_STEPS,
         "summary": doc.splitlines()[0] if doc else "",
@@ -186,6 +194,11 @@ def _check(module: ModuleType, origin: str, *, expected_name: str | None = None)
     features = getattr(module, "FEATURES", DEFAULT_FEATURES)
     if features not in FEATURE_SETS:
         problems.append(f"FEATURES {features!r} is not a feature set ({', '.join(FEATURE_SETS)})")
+    accepts = getattr(module, "ACCEPTS", (features,))
+    if not (isinstance(accepts, tuple | list) and accepts and all(a in FEATURE_SETS for a in accepts)):
+        problems.append(f"ACCEPTS must be a non-empty tuple of feature sets, got {accepts!r}")
+    elif features not in accepts:
+        problems.append(f"ACCEPTS {tuple(accepts)!r} must include FEATURES {features!r}")
     resources = getattr(module, "RESOURCES", DEFAULT_RESOURCES)
     if not (
         isinstance(resources, dict)

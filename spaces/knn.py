@@ -1,4 +1,4 @@
-"""k-nearest neighbours on log-mel, standardised (optionally PCA-reduced) `classic` features."""
+"""k-nearest neighbours on standardised (optionally PCA-reduced) `classic_stats` (or log-mel `classic`) features."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from sklearn.pipeline import Pipeline
 from emotune.spaces._common import fold_pruner, scaled_pipeline, suggest_pca
 
 NAME = "knn"
-FEATURES = "classic"
+FEATURES = "classic_stats"
+ACCEPTS = ("classic_stats", "classic")
 RESOURCES = {"num_cpus": 1}
 MAX_STEPS = 1
 

@@ -1,4 +1,4 @@
-"""Multinomial logistic regression (L2, L1 or elastic net) on log-mel, standardised `classic` features."""
+"""Multinomial logistic regression (L2, L1 or elastic net) on standardised `classic_stats` (or log-mel `classic`) features."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from sklearn.pipeline import Pipeline
 from emotune.spaces._common import fold_pruner, scaled_pipeline, suggest_pca
 
 NAME = "logreg"
-FEATURES = "classic"
+FEATURES = "classic_stats"
+ACCEPTS = ("classic_stats", "classic")
 RESOURCES = {"num_cpus": 1}
 MAX_STEPS = 1
 
@@ -18,9 +19,13 @@ MAX_ITER = 1000
 
 
 def suggest(trial: Any) -> dict[str, Any]:
-    """C (1e-4..1e2, log), penalty (l2 | l1 | elasticnet with l1_ratio), class weights, optional PCA."""
+    """C (1e-3..10, log), penalty (l2 | l1 | elasticnet with l1_ratio), class weights, optional PCA.
+
+    On a few hundred standardised statistics of a few speakers, held-out speakers favour strong
+    regularisation (C near 0.01-0.1); C above 10 only slows the solvers down.
+    """
     params: dict[str, Any] = {
-        "C": trial.suggest_float("C", 1e-4, 1e2, log=True),
+        "C": trial.suggest_float("C", 1e-3, 10.0, log=True),
         "penalty": trial.suggest_categorical("penalty", ["l2", "l1", "elasticnet"]),
     }
     if params["penalty"] == "elasticnet":

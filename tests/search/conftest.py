@@ -19,10 +19,11 @@ def ravdess(data_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def feature_cache(tmp_path_factory: pytest.TempPathFactory, ravdess: Path, ray_address: str) -> Path:
-    """One feature cache (classic) for every search test: built once through the CLI."""
+    """One feature cache (classic and classic_stats) for every search test: built once through the CLI."""
     cache = tmp_path_factory.mktemp("cache")
     proc = subprocess.run(
-        [EMOTUNE, "features", "build", str(ravdess), "--cache", str(cache), "--json"],
+        [EMOTUNE, "features", "build", str(ravdess), "--set", "classic", "--set", "classic_stats"]
+        + ["--cache", str(cache), "--json"],
         capture_output=True,
         text=True,
         env={**os.environ, "RAY_ADDRESS": ray_address},

@@ -65,6 +65,7 @@ def test_nested_evaluation_never_lets_test_speakers_in(
         timeout=None,
         workers=2,
         top_k=2,
+        speaker_norm=False,
         cache_dir=feature_cache,
         ray_address=ray_address,
         progress=False,
@@ -101,7 +102,7 @@ def test_evaluate_cli(pg_url, ray_address, feature_cache, ravdess, run_cli, sear
         "--spaces",
         "knn,logreg",
         "--outer-folds",
-        "3",
+        "2",
         "--inner-folds",
         "2",
         "--trials",
@@ -119,8 +120,18 @@ def test_evaluate_cli(pg_url, ray_address, feature_cache, ravdess, run_cli, sear
     )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
-    assert doc["settings"]["protocol"] == "random" and doc["settings"]["outer_folds"] == 3
-    assert [s["model"] for s in doc["summary"]] == ["knn", "logreg", "voter"]
-    assert len(doc["folds"]) == 3 and all(f["n_test"] == 80 for f in doc["folds"])
+    assert doc["settings"]["protocol"] == "random" and doc["settings"]["outer_folds"] == 2
+    # By default plain and speaker-normalised side by side, on the same folds; the voter keeps its name.
+    assert [(s["model"], s["speaker_norm"]) for s in doc["summary"]] == [
+        ("knn", False), ("logreg", False), ("voter", False), ("knn", True), ("logreg", True), ("voter", True)
+    ]  # fmt: skip
+    assert all(
+        set(s["voter_kinds"]) <= {"greedy", "stacked"} for s in doc["summary"] if s["model"] == "voter"
+    )
+    assert len(doc["folds"]) == 2 and all(f["n_test"] == 120 for f in doc["folds"])
+    for fold in doc["folds"]:
+        assert sorted(r["speaker_norm"] for r in fold["rows"]) == [False] * 3 + [True] * 3
+    assert "emotune:" in proc.stderr and "outer fold 2/2 done" in proc.stderr  # progress on stderr
+    assert "ConvergenceWarning" not in proc.stderr  # library warnings stay in the trials' records
     bad = run_cli("evaluate", ravdess, "--spaces", "knn,nope", "--storage", pg_url, env=search_env)
     assert bad.returncode == 1 and "unknown space 'nope'" in bad.stderr

@@ -73,6 +73,7 @@ def test_user_module_by_path(tmp_path: Path) -> None:
     assert spaces.describe(module) == {
         "name": "my_space",
         "features": "classic",
+        "accepts": ["classic"],
         "resources": {"num_cpus": 1},
         "max_steps": 1,
         "summary": "My own space: a majority-class baseline.",
@@ -190,3 +191,20 @@ def test_static_listing_falls_back_to_import_when_source_cannot_tell(
 @pytest.mark.parametrize("name", CLASSICAL)
 def test_static_listing_matches_the_module(name: str) -> None:
     assert spaces.describe(name) == spaces.describe(spaces.get(name))
+
+
+def test_accepts_must_be_feature_sets_that_include_the_default(tmp_path):
+    bad = tmp_path / "bad_accepts.py"
+    bad.write_text(
+        'NAME = "bad_accepts"\nFEATURES = "classic"\nACCEPTS = ("classic_stats",)\n'
+        "def suggest(trial):\n    return {}\ndef build(params, *, seed, n_classes=None):\n    return None\n"
+    )
+    with pytest.raises(SpaceError, match=r"ACCEPTS \('classic_stats',\) must include FEATURES 'classic'"):
+        spaces.get(bad)
+    unknown = tmp_path / "unknown_accepts.py"
+    unknown.write_text(
+        bad.read_text().replace('("classic_stats",)', '("classic", "mfcc")').replace("bad_", "unknown_")
+    )
+    with pytest.raises(SpaceError, match="ACCEPTS must be a non-empty tuple of feature sets"):
+        spaces.get(unknown)
+    assert spaces.describe("svm")["accepts"] == ["classic_stats", "classic"]
