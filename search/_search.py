@@ -260,6 +260,7 @@ def create_or_check(url: str, name: str, spec: StudySpec, sdata: StudyData) -> b
             study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
             for k, v in spec.to_attrs().items():
                 study.set_user_attr(k, v)
+            enqueue_defaults(study, spec)
             st.save_blob(eng, name, "dataset", sdata.to_json())
             return True
     finally:
@@ -267,6 +268,19 @@ def create_or_check(url: str, name: str, spec: StudySpec, sdata: StudyData) -> b
         eng.dispose()
         storage.remove_session()
         storage.engine.dispose()
+
+
+def enqueue_defaults(study: optuna.Study, spec: StudySpec) -> None:
+    """Queue the space's ``DEFAULTS`` (well-known good settings) as the study's first trials.
+
+    A search of a few dozen trials starts from a sound point instead of random ones (Optuna's
+    ``enqueue_trial``, the warm start auto-sklearn and FLAML use); with a searched feature set each
+    default runs on the space's own set.
+    """
+    space = _load_space(spec.space_path or spec.space)
+    for params in getattr(space, "DEFAULTS", ()):
+        extra = {FEATURES_PARAM: spec.feature_set} if spec.feature_choices else {}
+        study.enqueue_trial({**params, **extra}, skip_if_exists=True)
 
 
 def open_study(url: str, name: str, *, reroot: str | Path | None = None) -> tuple[Any, StudySpec, StudyData]:

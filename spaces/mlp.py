@@ -22,6 +22,12 @@ MAX_STEPS = 1
 
 MAX_ITER = 1000
 
+# Queued as a new study's first trial: one hidden layer of 256 ReLUs, strong weight decay, adam.
+DEFAULTS = [
+    {"hidden_layer_size": 256, "activation": "relu", "solver": "adam", "alpha": 1.0, "batch_size": 64,
+     "learning_rate_init": 0.001, "pca": False}
+]  # fmt: skip
+
 
 def suggest(trial: Any) -> dict[str, Any]:
     """Hidden units (16..1,400, log), activation, solver, alpha (1e-6..10, log), solver-specific rates."""

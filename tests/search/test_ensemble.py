@@ -92,7 +92,11 @@ def test_ensemble_writes_a_model_directory(studies, pg_url, feature_cache, run_c
     assert members and abs(sum(m["weight"] for m in members) - 1) < 1e-9
     for m in members:
         assert m["study"] in studies and isinstance(m["trial"], int) and m["space"] in ("knn", "logreg")
-        assert m["params"] and m["feature_set"] == "classic_stats" and m["feature_params"]["set"] == "classic_stats"
+        assert (
+            m["params"]
+            and m["feature_set"] == "classic_stats"
+            and m["feature_params"]["set"] == "classic_stats"
+        )
         assert manifest["inputs"][m["input"]]["feature_params"] == m["feature_params"]
     rows = manifest["metrics"]["rows"]
     voter = rows[-1]

@@ -6,6 +6,7 @@ import json
 import uuid
 import warnings
 
+import optuna
 import pytest
 
 from emotune.search import _search
@@ -117,3 +118,28 @@ def test_trial_warnings_go_to_the_trial_record_not_the_terminal(pg_url, ray_addr
             warnings.warn("did not converge", UserWarning, stacklevel=1)
         warnings.warn("other", RuntimeWarning, stacklevel=1)
     assert summarize_warnings(caught) == ["UserWarning: did not converge (x3)", "RuntimeWarning: other"]
+
+
+@pytest.mark.parametrize("name", ["logreg", "svm", "mlp"])
+def test_space_defaults_are_points_of_the_space(name):
+    space = get(name)
+    for params in space.DEFAULTS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # out of range or not a choice: an error, not a warning
+            assert space.suggest(optuna.trial.FixedTrial(params)) == params
+        space.build(params, seed=0)
+
+
+def test_a_new_study_runs_the_space_defaults_first(pg_url, ray_address, feature_cache, ravdess):
+    name = f"test-defaults-{uuid.uuid4().hex[:8]}"
+    try:
+        prep = _search.prepare(
+            "logreg", name, [ravdess], url=pg_url, feature_set="all", cache_dir=feature_cache,
+            ray_address=ray_address, progress=False,
+        )  # fmt: skip
+        _search.run(prep, n_trials=2, workers=1, ray_address=ray_address, progress=False)
+        first = open_studies(pg_url, [name])[0].study.trials[0]
+        assert first.params == {**get("logreg").DEFAULTS[0], "features": "classic_stats"}
+        assert len(open_studies(pg_url, [name])[0].study.trials) == 2  # still exactly N
+    finally:
+        delete_study(pg_url, name)
