@@ -32,6 +32,7 @@ import numpy as np
 from emotune.search.viz._common import VizError, figure, png_bytes, quiet_plotting, write_atomic
 
 WIDE = (900, 420)
+REPORT_FILE = "report.html"  # the page ``ensemble`` writes into a model directory
 
 
 @dataclass
@@ -43,6 +44,12 @@ class Section:
 
     def image(self, png: bytes, alt: str) -> None:
         self.blocks.append(img_tag(png, alt))
+
+    def grid(self, images: Sequence[tuple[bytes, str]]) -> None:
+        """Images side by side, wrapping (confusion matrices of several models)."""
+        self.blocks.append(
+            '<div class="grid">' + "".join(img_tag(png, alt) for png, alt in images) + "</div>"
+        )
 
     def table(self, header: Sequence[str], rows: Sequence[Sequence[Any]], caption: str = "") -> None:
         self.blocks.append(html_table(header, rows, caption))
@@ -92,6 +99,7 @@ table{border-collapse:collapse;margin:12px 0;font-size:.9em}caption{text-align:l
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f0f0f0}
 td:first-child,th:first-child{text-align:left}img{max-width:100%;height:auto;display:block;margin:10px 0}
 .meta{color:#666;font-size:.85em}
+.grid{display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start}.grid img{max-width:49%;margin:0}
 """
 
 
@@ -208,6 +216,7 @@ def steps_png(trials: Sequence[Any], title: str) -> bytes:
         rwidth=0.85,
     )
     ax.set(xlabel="last step reported (fold, boosting round or epoch)", ylabel="trials", title=title)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
     return png_bytes(fig)
@@ -230,7 +239,7 @@ def study_section(url: str, name: str) -> Section:
     best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None
     sec.text(
         f"space {spec.space}, features {spec.feature_set}, target {spec.target} ({len(spec.classes)} classes), "
-        f"protocol {spec.protocol}, metric {spec.metric} (maximised), {spec.folds}-fold CV on "
+        f"protocol {spec.protocol}, metric {spec.metric} (maximised), {len(data.folds)}-fold CV on "
         f"{len(data.train_index)} training files; {len(data.test_index)} test files held out."
     )
     sec.table(
@@ -253,7 +262,9 @@ def study_section(url: str, name: str) -> Section:
     sec.table(
         ["parameter", "value"], [[k, v] for k, v in sorted(best.params.items())], "best trial's parameters"
     )
-    with quiet_plotting():
+    import matplotlib
+
+    with quiet_plotting(), matplotlib.rc_context():  # Optuna sets its ggplot style globally: keep it here
         ax = ovm.plot_optimization_history(study, target_name=spec.metric)
         ax.set_title(f"{name}: {spec.metric} of each trial and the best so far")
         sec.image(_pyplot_png(ax, WIDE), f"optimisation history of {name}")
@@ -361,18 +372,20 @@ def ensemble_sections(manifest: Mapping[str, Any]) -> list[Section]:
         )
     conf = Section("confusion matrices on the test split")
     recalls: dict[str, np.ndarray] = {}
-    for r in rows[:-1]:
-        if r.get("test_confusion") is not None:
-            m = np.asarray(r["test_confusion"])
-            conf.image(
-                confusion_png(m, classes, f"{r['member']} (test)"), f"confusion matrix of {r['member']}"
-            )
-            recalls[str(r["member"])] = recall_of(m)
+    images = []
     voter = manifest.get("confusion_matrix")
     if voter:
         m = np.asarray(voter["counts"])
-        conf.image(confusion_png(m, classes, "voter (test)"), "confusion matrix of the voter")
+        images.append((confusion_png(m, classes, "voter (test)"), "confusion matrix of the voter"))
         recalls["voter"] = recall_of(m)
+    for r in rows[:-1]:
+        if r.get("test_confusion") is not None:
+            m = np.asarray(r["test_confusion"])
+            name = str(r["member"])
+            images.append((confusion_png(m, classes, f"{name} (test)"), f"confusion matrix of {name}"))
+            recalls[name] = recall_of(m)
+    if images:
+        conf.grid(images)
     out = [sec]
     if recalls:
         conf.image(recall_png(recalls, classes, "recall per class on the test split"), "per-class recall")
@@ -381,14 +394,26 @@ def ensemble_sections(manifest: Mapping[str, Any]) -> list[Section]:
     return out
 
 
-def model_dir_page(model_dir: str | os.PathLike[str]) -> str:
-    """The page for a model directory (verified against its manifest's checksums first)."""
+def model_dir_page(model_dir: str | os.PathLike[str], *, url: str | None = None) -> str:
+    """The page for a model directory (verified against its manifest's checksums first).
+
+    With ``url`` (a storage), the studies the voter came from are drawn too; one that is gone from
+    the storage is named and skipped.
+    """
     from emotune.search import _modeldir
+    from emotune.search._study import StudyError
 
     manifest = _modeldir.verify(model_dir)
+    sections = ensemble_sections(manifest)
+    if url is not None:
+        for name in manifest.get("studies", []):
+            try:
+                sections.append(study_section(url, name))
+            except StudyError as exc:
+                sections.append(Section(f"study {name}", [f"<p>{html.escape(str(exc))}</p>"]))
     return render(
         f"emotune ensemble {Path(model_dir).name}",
-        ensemble_sections(manifest),
+        sections,
         subtitle=f"Model directory {Path(model_dir).absolute()}.",
     )
 
@@ -466,6 +491,20 @@ def evaluation_sections(doc: Mapping[str, Any]) -> list[Section]:
         "train / CV / test per outer fold",
     )
     out = [sec]
+    summed, classes = _summed_confusions(folds)
+    if summed:
+        conf = Section("confusion matrices on the held-out speakers, summed over outer folds")
+        conf.grid(
+            [
+                (confusion_png(m, classes, f"{name} (test, all folds)"), f"confusion matrix of {name}")
+                for name, m in summed.items()
+            ]
+        )
+        conf.image(
+            recall_png({n: recall_of(m) for n, m in summed.items()}, classes, "recall per class, all folds"),
+            "per-class recall",
+        )
+        out.append(conf)
     for f in folds:
         voter = next((r for r in f["rows"] if r["model"] == "voter"), None)
         if voter and voter.get("weights"):
@@ -476,6 +515,39 @@ def evaluation_sections(doc: Mapping[str, Any]) -> list[Section]:
             )
             out.append(w)
     return out
+
+
+def _summed_confusions(folds: Sequence[Mapping[str, Any]]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Each model's test confusion matrix summed over folds (empty when folds differ in classes)."""
+    classes: list[str] | None = None
+    summed: dict[str, np.ndarray] = {}
+    for f in folds:
+        for r in f["rows"]:
+            if r.get("test_confusion") is None or not r.get("classes"):
+                continue
+            if classes is None:
+                classes = list(r["classes"])
+            elif list(r["classes"]) != classes:
+                return {}, []
+            m = np.asarray(r["test_confusion"], dtype=np.int64)
+            summed[r["model"]] = summed.get(r["model"], 0) + m
+    return summed, classes or []
+
+
+def write_evaluation_report(doc: Mapping[str, Any], out: str | os.PathLike[str]) -> Path:
+    """Write the page of an evaluation result (``EvaluateResult.to_json()``) to ``out`` atomically."""
+    check_out(out)
+    return write_atomic(out, evaluation_doc_page(doc).encode("utf-8"))
+
+
+def check_out(out: str | os.PathLike[str]) -> Path:
+    """Refuse an ``--out`` that is a folder or lies in a missing folder, before any work."""
+    target = Path(out)
+    if target.is_dir():
+        raise VizError(f"--out {target}: is a folder; give the HTML file to write")
+    if not target.absolute().parent.is_dir():
+        raise VizError(f"--out {target}: folder {target.absolute().parent} does not exist")
+    return target
 
 
 def evaluation_page(path: str | os.PathLike[str]) -> str:
@@ -514,17 +586,19 @@ def write_report(sources: Sequence[str], out: str | os.PathLike[str], *, storage
     """Write the page for ``sources`` to ``out`` atomically and return its path.
 
     ``sources`` is one model directory, or one ``evaluate --json`` file, or study names in
-    ``storage`` (a URL; default ``$EMOTUNE_STORAGE``, else the embedded server).
+    ``storage`` (a URL; default ``$EMOTUNE_STORAGE``, else the embedded server). A model directory's
+    studies are drawn too when a storage is given (``storage`` or ``$EMOTUNE_STORAGE``).
 
     Raises:
         VizError, ModelDirError, StudyError: a source that is missing or unusable (one line).
     """
-    target = Path(out)
-    if target.is_dir():
-        raise VizError(f"--out {target}: is a folder; give the HTML file to write")
+    target = check_out(out)
     paths = [Path(s) for s in sources]
     if len(sources) == 1 and paths[0].is_dir():
-        page = model_dir_page(paths[0])
+        from emotune.search._storage import normalize_url
+
+        given = storage or os.environ.get("EMOTUNE_STORAGE")
+        page = model_dir_page(paths[0], url=normalize_url(given) if given else None)
     elif len(sources) == 1 and paths[0].is_file():
         page = evaluation_page(paths[0])
     else:
