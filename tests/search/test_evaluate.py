@@ -7,6 +7,7 @@ import json
 import numpy as np
 import optuna
 import pytest
+from browser import open_page
 
 from emotune.search import _evaluate as ev
 from emotune.search import _search
@@ -94,7 +95,8 @@ def test_nested_evaluation_never_lets_test_speakers_in(
     assert not {name for name, _ in seen} & names
 
 
-def test_evaluate_cli(pg_url, ray_address, feature_cache, ravdess, run_cli, search_env):
+def test_evaluate_cli(pg_url, ray_address, feature_cache, ravdess, run_cli, search_env, tmp_path):
+    page = tmp_path / "evaluation.html"
     proc = run_cli(
         "evaluate",
         ravdess,
@@ -115,10 +117,16 @@ def test_evaluate_cli(pg_url, ray_address, feature_cache, ravdess, run_cli, sear
         "--storage",
         pg_url,
         "--json",
+        "--report",
+        page,
         env=search_env,
     )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
+    assert f"wrote {page}" in proc.stderr
+    load = open_page(page)  # summary, confusion matrices summed over folds, recall, voter weights
+    assert load.errors == [] and len(load.images) >= 1 + 3 + 1 + 3, (load.errors, len(load.images))
+    assert all(i["complete"] and i["width"] > 0 for i in load.images)
     assert doc["settings"]["protocol"] == "random" and doc["settings"]["outer_folds"] == 3
     assert [s["model"] for s in doc["summary"]] == ["knn", "logreg", "voter"]
     assert len(doc["folds"]) == 3 and all(f["n_test"] == 80 for f in doc["folds"])

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import sys
-from pathlib import Path
 
 import numpy as np
+from pngcheck import check_png
 
-sys.path.insert(0, str(Path(__file__).parent))
-from pngcheck import check_png  # noqa: E402
-
-from emotune.search.viz import cluster_purity, corpus  # noqa: E402
+from emotune.search.viz import cluster_purity, corpus
 
 
 def test_cluster_purity():

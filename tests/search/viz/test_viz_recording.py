@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from pngcheck import check_png
 
-sys.path.insert(0, str(Path(__file__).parent))
-from pngcheck import check_png  # noqa: E402
-
-from emotune.search.viz import recording  # noqa: E402
+from emotune.search.viz import recording
 
 SR = 22050
 

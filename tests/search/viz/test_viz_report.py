@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
+from browser import open_page
 
-sys.path.insert(0, str(Path(__file__).parent))
-from browser import open_page  # noqa: E402
-
-from emotune.search import _modeldir as md  # noqa: E402
-from emotune.search import _search  # noqa: E402
-from emotune.search._export import delete_study  # noqa: E402
-from emotune.search.viz import report  # noqa: E402
+from emotune.search import _modeldir as md
+from emotune.search import _search
+from emotune.search._export import delete_study
+from emotune.search.viz import report
 
 ARTEFACTS = Path(__file__).resolve().parents[3] / ".emotune" / "artefacts"
 
