@@ -72,6 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("sources", nargs="+", metavar="STUDY|MODEL_DIR|EVAL.json")
     p.add_argument("--out", required=True, metavar="HTML", help="the page to write")
+    p.add_argument("--png-dir", default=None, metavar="DIR", help="also write each picture as a PNG there")
     add_storage(p)
     p.set_defaults(func=cmd_report)
 
@@ -119,5 +120,5 @@ def cmd_explore(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from emotune.search.viz import write_report
 
-    print(write_report(args.sources, args.out, storage=args.storage))
+    print(write_report(args.sources, args.out, storage=args.storage, png_dir=args.png_dir))
     return 0

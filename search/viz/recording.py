@@ -254,8 +254,9 @@ def _mfcc(ax: Any, r: Recording) -> None:
         vmax=v,
     )
     ax.figure.colorbar(img, ax=ax)
+    edges = np.asarray(img.get_coordinates())[:, 0, 1]  # row edges of the mesh specshow drew
     ticks = np.arange(0, r.mfcc.shape[0], 4)
-    ax.set_yticks(ticks + 0.5, [str(t) for t in ticks])
+    ax.set_yticks((edges[ticks] + edges[ticks + 1]) / 2, [str(t) for t in ticks])
     ax.set(title=f"MFCC ({r.mfcc.shape[0]} coefficients, as mfcc_seq)", ylabel="coefficient")
 
 

@@ -582,12 +582,19 @@ def studies_page(url: str, names: Sequence[str]) -> str:
     )
 
 
-def write_report(sources: Sequence[str], out: str | os.PathLike[str], *, storage: str | None = None) -> Path:
+def write_report(
+    sources: Sequence[str],
+    out: str | os.PathLike[str],
+    *,
+    storage: str | None = None,
+    png_dir: str | os.PathLike[str] | None = None,
+) -> Path:
     """Write the page for ``sources`` to ``out`` atomically and return its path.
 
     ``sources`` is one model directory, or one ``evaluate --json`` file, or study names in
     ``storage`` (a URL; default ``$EMOTUNE_STORAGE``, else the embedded server). A model directory's
-    studies are drawn too when a storage is given (``storage`` or ``$EMOTUNE_STORAGE``).
+    studies are drawn too when a storage is given (``storage`` or ``$EMOTUNE_STORAGE``). With
+    ``png_dir``, every picture of the page is also written there as a PNG named after its caption.
 
     Raises:
         VizError, ModelDirError, StudyError: a source that is missing or unusable (one line).
@@ -610,4 +617,19 @@ def write_report(sources: Sequence[str], out: str | os.PathLike[str], *, storage
         from emotune.search._storage import resolve_url
 
         page = studies_page(resolve_url(storage), sources)
+    if png_dir is not None:
+        save_images(page, png_dir)
     return write_atomic(target, page.encode("utf-8"))
+
+
+def save_images(page: str, folder: str | os.PathLike[str]) -> list[Path]:
+    """Write every embedded PNG of ``page`` into ``folder`` as ``<caption>.png`` (atomically)."""
+    import re
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for data, alt in re.findall(r'<img src="data:image/png;base64,([^"]+)" alt="([^"]*)"', page):
+        stem = re.sub(r"[^A-Za-z0-9]+", "_", html.unescape(alt)).strip("_")[:80] or "figure"
+        written.append(write_atomic(out / f"{stem}.png", base64.b64decode(data)))
+    return written
