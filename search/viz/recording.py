@@ -298,6 +298,6 @@ def plot_recording(path: str | os.PathLike[str], out: str | os.PathLike[str]) ->
     Example:
         >>> plot_recording("Actor_01/03-01-05-01-01-01-01.wav", "figures")  # doctest: +SKIP
     """
+    r = analyse(path)  # a file that is no audio fails before any folder is made
     folder = out_dir(out)
-    r = analyse(path)
     return {name: write_atomic(folder / f"{name}.png", data) for name, data in figures(r).items()}

@@ -75,4 +75,19 @@ def test_plot_of_a_non_audio_file_is_one_line_and_writes_nothing(run_cli, tmp_pa
     assert proc.returncode == 1
     assert proc.stderr.startswith("emotune: error: ") and proc.stderr.count("\n") == 1, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "fig").exists() or not any((tmp_path / "fig").iterdir())
+    assert not (tmp_path / "fig").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "words"),
+    [
+        ("plot", ["FILE", "--out", "formant", "example:"]),
+        ("explore", ["DATA", "--features", "--target", "--out", "purity", "example:"]),
+        ("report", ["MODEL_DIR", "--out", "--png-dir", "--storage", "EMOTUNE_STORAGE", "example:"]),
+    ],
+)
+def test_help(run_cli, command, words):
+    proc = run_cli(command, "--help")
+    assert proc.returncode == 0 and proc.stderr == ""
+    for word in words:
+        assert word in proc.stdout, word
