@@ -268,16 +268,11 @@ def study_section(url: str, name: str) -> Section:
         ax = ovm.plot_optimization_history(study, target_name=spec.metric)
         ax.set_title(f"{name}: {spec.metric} of each trial and the best so far")
         sec.image(_pyplot_png(ax, WIDE), f"optimisation history of {name}")
-        importances = _importances(study)
-        if importances:
-            fig = figure(WIDE[0], max(220, 80 + 30 * len(importances)))
-            ax2 = fig.add_subplot()
-            names = list(importances)
-            bars = ax2.barh(names, [importances[n] for n in names], color="tab:purple")
-            ax2.bar_label(bars, fmt="%.2f", fontsize=8)
-            ax2.invert_yaxis()
-            ax2.set(xlabel="importance (fANOVA, optuna.importance)", title=f"{name}: parameter importances")
-            sec.image(png_bytes(fig), f"parameter importances of {name}")
+        ax2 = _importances_axes(study)
+        if ax2 is not None:
+            ax2.set_title(f"{name}: parameter importances (fANOVA, optuna.importance)", loc="left")
+            size = (WIDE[0], max(220, 80 + 30 * len(ax2.get_yticks())))
+            sec.image(_pyplot_png(ax2, size), f"parameter importances of {name}")
         else:
             sec.text("parameter importances need at least two complete trials with parameters.")
     sec.image(
@@ -314,17 +309,19 @@ def study_section(url: str, name: str) -> Section:
     return sec
 
 
-def _importances(study: Any) -> dict[str, float]:
+def _importances_axes(study: Any) -> Any:
+    """Optuna's importance chart (fANOVA through ``optuna.importance``), or None when it cannot rank."""
+    import matplotlib.pyplot as plt
     import optuna
+    from optuna.visualization import matplotlib as ovm
 
     try:
-        return dict(
-            optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
-            )
+        return ovm.plot_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
         )
     except (RuntimeError, ValueError):  # too few complete trials, or no parameters to rank
-        return {}
+        plt.close("all")
+        return None
 
 
 # --- model directory ------------------------------------------------------------------------------
