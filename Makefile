@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.emotune/numba
 
-.PHONY: venv demo test lint typecheck bench clean browser
+.PHONY: venv demo test lint typecheck bench clean browser figures
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,6 +32,35 @@ browser:
 
 test: lint typecheck browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The README's pictures (docs/*.png), drawn by the commands themselves from the synthetic corpus:
+# plot, explore, two short searches, an ensemble and its report. Storage: $$EMOTUNE_STORAGE, else
+# the embedded PostgreSQL. The PNGs are reduced to 256 colours to stay small in the repository.
+FIGS := .emotune/figures
+DOC_FIGS := waveform spectrogram_linear spectrogram_db spectrum_loudest_frame spectral_envelope mfcc
+figures: $(STAMP)
+	rm -rf $(FIGS) && mkdir -p $(FIGS) docs
+	$(BIN)/emotune corpus synth $(FIGS)/synth --actors 4 --seed 0
+	$(BIN)/emotune plot $(FIGS)/synth/Actor_01/03-01-05-02-01-01-01.wav --out $(FIGS)/plot
+	$(BIN)/emotune explore $(FIGS)/synth --out $(FIGS)/explore
+	for s in knn logreg; do \
+	  $(BIN)/emotune studies delete figures-$$s >/dev/null 2>&1; \
+	  $(BIN)/emotune search $$s --study figures-$$s --data $(FIGS)/synth --trials 30 --workers 2 || exit 1; \
+	done
+	$(BIN)/emotune ensemble figures-knn figures-logreg --out $(FIGS)/model
+	$(BIN)/emotune report $(FIGS)/model --out $(FIGS)/report.html --png-dir $(FIGS)/report
+	for f in $(DOC_FIGS); do cp $(FIGS)/plot/$$f.png docs/plot_$$f.png; done
+	cp $(FIGS)/explore/pca_kmeans.png docs/explore_pca_kmeans.png
+	cp $(FIGS)/explore/class_counts.png docs/explore_class_counts.png
+	cp $(FIGS)/report/optimisation_history_of_figures_knn.png docs/report_optimisation_history.png
+	cp $(FIGS)/report/parameter_importances_of_figures_knn.png docs/report_parameter_importances.png
+	cp $(FIGS)/report/pruned_and_complete_trials_of_figures_knn.png docs/report_pruned_by_step.png
+	cp $(FIGS)/report/confusion_matrix_of_the_voter.png docs/report_confusion_voter.png
+	cp $(FIGS)/report/per_class_recall.png docs/report_per_class_recall.png
+	cp $(FIGS)/report/voter_weights.png docs/report_voter_weights.png
+	$(BIN)/python -c "import sys; from PIL import Image; \
+	  [Image.open(p).convert('RGB').quantize(256).save(p, optimize=True) for p in sys.argv[1:]]" docs/*.png
+	@echo "docs/: $$(ls docs/*.png | wc -l) figures; the whole page: $(FIGS)/report.html"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/features.py

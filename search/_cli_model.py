@@ -179,6 +179,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--ray-address", default=None, metavar="ADDR", help="Ray cluster (env RAY_ADDRESS)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     p.add_argument("--json", action="store_true", help="results as JSON on stdout")
+    p.add_argument(
+        "--report", default=None, metavar="HTML", help="also write an HTML report (see `emotune report`)"
+    )
     add_storage(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -256,6 +259,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from emotune.search._storage import resolve_url
 
     spaces = [s.strip() for s in args.spaces.split(",") if s.strip()]
+    if args.report:
+        from emotune.search.viz.report import check_out
+
+        check_out(args.report)  # before the long work
     result = ev.evaluate(
         args.data,
         spaces,
@@ -284,6 +291,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print_json(result.to_json())
     else:
         print(ev.format_summary(result))
+    if args.report:
+        from emotune.search._cli_common import json_clean
+        from emotune.search.viz.report import write_evaluation_report
+
+        path = write_evaluation_report(json_clean(result.to_json()), args.report)
+        print(f"emotune: wrote {path}", file=sys.stderr)
     return 0
 
 

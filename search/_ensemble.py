@@ -423,8 +423,10 @@ def fit_and_score(
                 y_train, aligned_proba(est, arrays[key][train], n_classes).argmax(1)
             )["accuracy"]
             if len(test):
-                m = metrics(y_test, aligned_proba(est, arrays[key][test], n_classes).argmax(1))
+                pred_i = aligned_proba(est, arrays[key][test], n_classes).argmax(1)
+                m = metrics(y_test, pred_i)
                 row["test_accuracy"], row["test_uar"] = m["accuracy"], m["uar"]
+                row["test_confusion"] = confusion(y_test[y_test >= 0], pred_i[y_test >= 0], n_classes)
         rows.append(row)
 
     if choice.kind == "stacked" and choice.cv_proba is not None:
@@ -455,6 +457,7 @@ def fit_and_score(
         vrow["test_accuracy"], vrow["test_uar"] = m["accuracy"], m["uar"]
         known = y_test >= 0
         conf = confusion(y_test[known], pred[known], n_classes)
+        vrow["test_confusion"] = conf
     rows.append(vrow)
     return Fitted(voter, sel, rows, conf, test_proba, chosen, choice)
 
@@ -569,6 +572,10 @@ def build_ensemble(
             files[_modeldir.CONFUSION_PNG] = confusion_png(
                 fit.confusion, classes, title=_cm_title(fit.rows[-1], len(test))
             )
+        from emotune.search.viz.report import REPORT_FILE, ensemble_page
+
+        _say(f"drawing {REPORT_FILE} ...", progress)
+        files[REPORT_FILE] = ensemble_page(url, manifest).encode()
         result.out = _modeldir.write(out, files, manifest, force=force)
         result.manifest = json.loads((result.out / _modeldir.MANIFEST).read_text())  # with files + checksum
     return result

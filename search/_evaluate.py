@@ -527,12 +527,14 @@ def _ensemble_fold(
             **_scores(v),
         }
     )
+    for r in out:  # the confusion matrices' row and column names
+        r["classes"] = list(classes)
     return out
 
 
 def _scores(r: dict[str, Any]) -> dict[str, Any]:
     keys = ("train_accuracy", "cv_accuracy", "cv_uar", "test_accuracy", "test_uar")
-    return {k: r[k] for k in keys}
+    return {**{k: r[k] for k in keys}, "test_confusion": r.get("test_confusion")}
 
 
 def _weights(rows: Sequence[dict[str, Any]]) -> dict[str, float]:

@@ -14,7 +14,12 @@ from collections.abc import Sequence
 
 from emotune.features._errors import EmotuneError
 
-_GROUPS = ("emotune.search._cli_features", "emotune.search._cli_search", "emotune.search._cli_model")
+_GROUPS = (
+    "emotune.search._cli_features",
+    "emotune.search._cli_search",
+    "emotune.search._cli_model",
+    "emotune.search._cli_viz",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

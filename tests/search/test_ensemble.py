@@ -80,7 +80,12 @@ def test_ensemble_writes_a_model_directory(studies, pg_url, feature_cache, run_c
     assert "confusion matrix" in text and "surprised" in text and "true \\ predicted" in text
 
     manifest = md.verify(out)
-    assert sorted(p.name for p in out.iterdir()) == ["confusion_matrix.png", "manifest.json", "voter.joblib"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "confusion_matrix.png",
+        "manifest.json",
+        "report.html",
+        "voter.joblib",
+    ]
     for name, digest in manifest["files"].items():
         assert md.sha256_file(out / name) == digest
     assert manifest["target"] == "emotion" and manifest["protocol"] == "actor"

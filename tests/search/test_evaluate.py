@@ -7,6 +7,7 @@ import json
 import numpy as np
 import optuna
 import pytest
+from browser import open_page
 
 from emotune.search import _evaluate as ev
 from emotune.search import _search
@@ -95,7 +96,8 @@ def test_nested_evaluation_never_lets_test_speakers_in(
     assert not {name for name, _ in seen} & names
 
 
-def test_evaluate_cli(pg_url, ray_address, feature_cache, ravdess, run_cli, search_env):
+def test_evaluate_cli(pg_url, ray_address, feature_cache, ravdess, run_cli, search_env, tmp_path):
+    page = tmp_path / "evaluation.html"
     proc = run_cli(
         "evaluate",
         ravdess,
@@ -116,10 +118,16 @@ def test_evaluate_cli(pg_url, ray_address, feature_cache, ravdess, run_cli, sear
         "--storage",
         pg_url,
         "--json",
+        "--report",
+        page,
         env=search_env,
     )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
+    assert f"wrote {page}" in proc.stderr
+    load = open_page(page)  # summary, confusion matrices summed over folds, recall, voter weights
+    assert load.errors == [] and len(load.images) >= 1 + 3 + 1 + 3, (load.errors, len(load.images))
+    assert all(i["complete"] and i["width"] > 0 for i in load.images)
     assert doc["settings"]["protocol"] == "random" and doc["settings"]["outer_folds"] == 2
     # By default plain and speaker-normalised side by side, on the same folds; the voter keeps its name.
     assert [(s["model"], s["speaker_norm"]) for s in doc["summary"]] == [
