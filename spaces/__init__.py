@@ -14,6 +14,6 @@ Example:
 
 from __future__ import annotations
 
-from emotune.spaces._registry import SpaceError, describe, get, names
+from emotune.spaces._registry import USER_MODULE_PREFIX, SpaceError, describe, get, load_file_as, names
 
-__all__ = ["SpaceError", "describe", "get", "names"]
+__all__ = ["USER_MODULE_PREFIX", "SpaceError", "describe", "get", "load_file_as", "names"]
