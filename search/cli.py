@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from emotune.features._errors import EmotuneError
+from emotune.search._cli_types import Parser
 
 _GROUPS = ("emotune.search._cli_features", "emotune.search._cli_search", "emotune.search._cli_model")
 
@@ -21,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The full parser with every command group that is installed."""
     import importlib
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="emotune",
         description="Distributed hyperparameter search for speech emotion recognition.",
         epilog="Example: emotune corpus synth demo-data && emotune features build demo-data",
@@ -52,17 +53,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = int(args.func(args) or 0)
     except EmotuneError as exc:
         if os.environ.get("EMOTUNE_DEBUG"):
-            import traceback
-
-            traceback.print_exc()
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"emotune: error: {message}", file=sys.stderr)
+            _print_traceback()
+        print(f"emotune: error: {one_line(exc)}", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:
         print("emotune: interrupted", file=sys.stderr)
         code = 130
+    except Exception:  # a bug: keep its traceback, but never a password
+        _print_traceback()
+        code = 1
+    finally:
+        if "ray" in sys.modules:  # stop the local cluster now and remove its session folder
+            from emotune.features._ray import ray_shutdown
+
+            ray_shutdown()
     sys.stdout.flush()
     return code
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an error's message: passwords masked, terminal colour codes removed."""
+    import re
+
+    from emotune.search._urls import mask
+
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(exc)).strip()
+    return mask(text.splitlines()[0]) if text else type(exc).__name__
+
+
+def _print_traceback() -> None:
+    import traceback
+
+    from emotune.search._urls import mask
+
+    sys.stderr.write(mask(traceback.format_exc()))
 
 
 if __name__ == "__main__":  # pragma: no cover
