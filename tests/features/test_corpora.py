@@ -510,6 +510,23 @@ def test_symlink_loops_are_walked_once(tmp_path: Path) -> None:
     assert len(scan([tmp_path / "data"]).rows) == 1
 
 
+def test_a_bad_link_costs_only_itself_and_is_a_named_failure(tmp_path: Path) -> None:
+    actor = tmp_path / "data" / "Actor_01"
+    names = [f"03-01-0{e}-01-01-01-01.wav" for e in range(1, 9)]
+    touch(actor, *names)
+    (actor / "loopA.wav").symlink_to("loopB.wav")
+    (actor / "loopB.wav").symlink_to("loopA.wav")
+    (actor / "gone.wav").symlink_to("nowhere.wav")
+    (actor / "up").symlink_to(tmp_path / "data", target_is_directory=True)
+    result = scan([tmp_path / "data"])
+    assert sorted(by_name(result)) == names, "a bad link hid the rest of its folder"
+    reasons = {Path(path).name: reason for path, reason in result.failed}
+    assert set(reasons) == {"loopA.wav", "loopB.wav", "gone.wav", "up"}
+    assert "loop" in reasons["loopA.wav"] and "loop" in reasons["loopB.wav"] and "loop" in reasons["up"]
+    assert "dangling" in reasons["gone.wav"] and "nowhere.wav" in reasons["gone.wav"]
+    assert result.unparsed == []
+
+
 def test_bad_arguments_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(FeatureError, match="no such file or folder"):
         scan([tmp_path / "missing"])
