@@ -347,8 +347,9 @@ def cmd_storage(args: argparse.Namespace) -> int:
         print(f"the embedded PostgreSQL runs in {embedded_status()['pgdata']}", file=sys.stderr)
         return 0
     if args.action == "stop":
-        if embedded_status()["running"] and not args.force:
-            busy = running_studies(embedded_url(start=False))
+        status = embedded_status()
+        if status["running"] and not args.force:
+            busy = running_studies(status["url"])
             if busy:
                 names = ", ".join(f"{name} ({n} running)" for name, n in busy.items())
                 raise StorageError(
