@@ -261,6 +261,11 @@ def verify(model_dir: str | Path) -> dict[str, Any]:
     path = Path(model_dir)
     if not path.is_dir() or (path / _MARKER).exists():
         recover(path)
+    if path.is_file():
+        raise ModelDirError(
+            f"{path}: is a file, not a model directory (give the model directory first: "
+            "emotune predict MODEL_DIR FILE...)"
+        )
     if not path.is_dir():
         raise ModelDirError(f"{path}: no such model directory")
     if (path / _MARKER).exists():

@@ -212,3 +212,10 @@ def _get(url: str, timeout: float = 30) -> str:
             if time.time() > end:
                 raise
             time.sleep(0.5)
+
+
+def test_predict_with_a_wav_first_says_it_is_a_file(run_cli, ravdess, tmp_path):
+    wav = ravdess / "Actor_01" / "03-01-01-01-01-01-01.wav"
+    proc = run_cli("predict", wav, wav, env={**os.environ, "EMOTUNE_HOME": str(tmp_path)})
+    assert proc.returncode == 1
+    assert "is a file, not a model directory" in _one_line(proc.stderr)
