@@ -377,7 +377,8 @@ def scan(
         corpus: Force one corpus (one of :data:`CORPORA`); files whose names do not follow it are
             unparsed. ``"generic"`` makes every file's folder its label, whatever the folder's name.
         labels: A CSV with header ``path,label`` and optional ``speaker`` and ``gender`` columns;
-            paths are relative to the CSV. Its files become generic rows; audio files under
+            relative paths resolve against the CSV's folder, else against the folder in ``paths`` that
+            holds them (a CSV kept outside the data). Its files become generic rows; audio files under
             ``paths`` that it does not list are unparsed. With no ``paths``, every listed file is used.
 
     Returns:
@@ -543,17 +544,19 @@ class _Listed:
     line: int
 
 
-def _read_labels(csv_path: str) -> dict[str, _Listed]:
+def _read_labels(csv_path: str, folders: Sequence[str] = ()) -> dict[str, _Listed]:
     """Absolute path -> label entry of a ``path,label[,speaker][,gender]`` CSV."""
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as handle:
-            return _parse_labels(csv.reader(handle), csv_path)
+            return _parse_labels(csv.reader(handle), csv_path, folders)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise FeatureError(f"{csv_path}: cannot read labels CSV ({reason})") from exc
 
 
-def _parse_labels(reader: Iterator[list[str]], csv_path: str) -> dict[str, _Listed]:
+def _parse_labels(
+    reader: Iterator[list[str]], csv_path: str, folders: Sequence[str] = ()
+) -> dict[str, _Listed]:
     name = os.path.basename(csv_path)
     base = os.path.dirname(csv_path)
     header = [column.strip().lower() for column in next(reader, [])]
@@ -577,7 +580,7 @@ def _parse_labels(reader: Iterator[list[str]], csv_path: str) -> dict[str, _List
         if gender and gender not in _GENDER_WORDS:
             raise FeatureError(f"{name} line {line}: gender {values['gender']!r} (valid: male, female, m, f)")
         entry = _Listed(values["label"], values.get("speaker") or None, _GENDER_WORDS.get(gender), line)
-        path = os.path.abspath(os.path.join(base, values["path"]))
+        path = _resolve_listed(values["path"], base, folders)
         previous = listed.get(path)
         if previous is not None and previous.label != entry.label:
             raise FeatureError(
@@ -588,6 +591,22 @@ def _parse_labels(reader: Iterator[list[str]], csv_path: str) -> dict[str, _List
     return listed
 
 
+def _resolve_listed(listed: str, base: str, folders: Sequence[str]) -> str:
+    """A CSV's relative path: against the CSV's folder, else against the DATA folder that holds it.
+
+    A CSV kept outside the data still names its files; one listed but found nowhere resolves under
+    the data (so it is reported as missing) unless its CSV-relative path is there already.
+    """
+    first = os.path.abspath(os.path.join(base, listed))
+    if os.path.isabs(listed) or os.path.exists(first) or not folders:
+        return first
+    candidates = [os.path.abspath(os.path.join(folder, listed)) for folder in folders]
+    found = next((path for path in candidates if os.path.exists(path)), None)
+    if found is not None:
+        return found
+    return first if _under(first, folders) else candidates[0]
+
+
 def _under(path: str, roots: Sequence[str]) -> bool:
     return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
 
@@ -595,7 +614,7 @@ def _under(path: str, roots: Sequence[str]) -> bool:
 def _rows_from_labels(
     csv_path: str, roots: Sequence[str], files: Sequence[str]
 ) -> tuple[list[Row], list[tuple[str, str]]]:
-    listed = _read_labels(csv_path)
+    listed = _read_labels(csv_path, [root for root in roots if os.path.isdir(root)])
     name = os.path.basename(csv_path)
     rows: list[Row] = []
     unparsed: list[tuple[str, str]] = []

@@ -419,6 +419,18 @@ def test_labels_csv_with_relative_paths_and_speakers(tmp_path: Path) -> None:
     assert under.unparsed == [(str(tmp_path / "clips" / "unlisted.wav"), "not listed in labels.csv")]
 
 
+def test_a_labels_csv_outside_the_data_names_its_files_and_the_missing_ones(tmp_path: Path) -> None:
+    touch(tmp_path, "data/a.wav", "data/sub/b.wav", "data/unlisted.wav")
+    labels = tmp_path / "elsewhere" / "labels.csv"
+    touch(tmp_path, "elsewhere/labels.csv", text="path,label\na.wav,angry\nsub/b.wav,sad\ngone.wav,calm\n")
+    result = scan([tmp_path / "data"], labels=labels)
+    assert {Path(row.path).name: row.emotion for row in result.rows} == {"a.wav": "angry", "b.wav": "sad"}
+    assert sorted(result.unparsed) == [
+        (str(tmp_path / "data" / "gone.wav"), "listed in labels.csv (line 4) but not found"),
+        (str(tmp_path / "data" / "unlisted.wav"), "not listed in labels.csv"),
+    ]
+
+
 def test_labels_csv_without_speaker_column(tmp_path: Path) -> None:
     touch(tmp_path, "x.wav")
     touch(tmp_path, "labels.csv", text="Path,Label\nx.wav,calm\n")
