@@ -47,6 +47,7 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `emotune` console script."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    quiet_library_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -69,6 +70,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             ray_shutdown()
     sys.stdout.flush()
     return code
+
+
+def quiet_library_warnings() -> None:
+    """scikit-learn's UserWarnings (few class members for a split, feature names) are not for users.
+
+    emotune's own results say what matters (folds used, failed files); EMOTUNE_DEBUG shows them.
+    """
+    import warnings
+
+    if not os.environ.get("EMOTUNE_DEBUG"):
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"sklearn(\.|$)")
 
 
 def one_line(exc: BaseException) -> str:

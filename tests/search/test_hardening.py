@@ -219,3 +219,15 @@ def test_predict_with_a_wav_first_says_it_is_a_file(run_cli, ravdess, tmp_path):
     proc = run_cli("predict", wav, wav, env={**os.environ, "EMOTUNE_HOME": str(tmp_path)})
     assert proc.returncode == 1
     assert "is a file, not a model directory" in _one_line(proc.stderr)
+
+
+def test_scikit_learn_user_warnings_do_not_reach_the_terminal(monkeypatch):
+    import warnings
+
+    monkeypatch.delenv("EMOTUNE_DEBUG", raising=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli.quiet_library_warnings()
+        warnings.warn_explicit("noise", UserWarning, "s.py", 1, module="sklearn.model_selection._split")
+        warnings.warn_explicit("kept", UserWarning, "e.py", 1, module="emotune.search.x")
+    assert [str(w.message) for w in caught] == ["kept"]
