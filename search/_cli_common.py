@@ -19,6 +19,24 @@ def add_storage(p: argparse.ArgumentParser) -> None:
     )
 
 
+def check_inputs(spaces: Sequence[str], data: Sequence[str]) -> None:
+    """Spaces and data folders, checked before the storage is resolved (that may start a server).
+
+    Raises:
+        EmotuneError: An unknown space (the message lists the valid ones) or a missing data path.
+    """
+    from pathlib import Path
+
+    from emotune.features._errors import FeatureError
+    from emotune.spaces import get
+
+    for space in spaces:
+        get(space)
+    for path in data:
+        if not Path(path).exists():
+            raise FeatureError(f"{path}: no such file or folder")
+
+
 def json_clean(obj: Any) -> Any:
     """numpy scalars and arrays, tuples and paths as plain JSON values."""
     import numpy as np

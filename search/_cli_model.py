@@ -8,7 +8,7 @@ from pathlib import Path
 
 from emotune.features._corpora import CORPORA
 from emotune.features._labels import SCHEMES
-from emotune.search._cli_common import add_storage, print_json
+from emotune.search._cli_common import add_storage, check_inputs, print_json
 from emotune.search._cli_types import FOLDS, POSITIVE, SEED, seconds
 
 _ENSEMBLE_EXAMPLE = """example:
@@ -228,6 +228,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from emotune.search._storage import resolve_url
 
     spaces = [s.strip() for s in args.spaces.split(",") if s.strip()]
+    check_inputs(spaces, args.data)
     result = ev.evaluate(
         args.data,
         spaces,

@@ -9,7 +9,7 @@ from typing import Any
 
 from emotune.features._corpora import CORPORA
 from emotune.features._labels import SCHEMES
-from emotune.search._cli_common import add_storage, print_json, table
+from emotune.search._cli_common import add_storage, check_inputs, print_json, table
 from emotune.search._cli_types import FOLDS, PORT, POSITIVE, SEED, seconds
 
 _SEARCH_EXAMPLE = """example:
@@ -191,6 +191,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from emotune.search import _search
     from emotune.search._storage import redact, resolve_url
 
+    check_inputs([args.space], args.data)
     url = resolve_url(args.storage)
     prep = _search.prepare(
         args.space,

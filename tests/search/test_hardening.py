@@ -231,3 +231,23 @@ def test_scikit_learn_user_warnings_do_not_reach_the_terminal(monkeypatch):
         warnings.warn_explicit("noise", UserWarning, "s.py", 1, module="sklearn.model_selection._split")
         warnings.warn_explicit("kept", UserWarning, "e.py", 1, module="emotune.search.x")
     assert [str(w.message) for w in caught] == ["kept"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["search", "nosuchspace", "--study", "s", "--data", "{data}", "--trials", "2"],
+        ["search", "knn", "--study", "s", "--data", "{tmp}/missing", "--trials", "2"],
+        ["evaluate", "{data}", "--spaces", "knn,nope"],
+        ["evaluate", "{tmp}/missing", "--spaces", "knn"],
+    ],
+)
+def test_a_bad_space_or_data_path_starts_no_embedded_server(argv, data_dir, monkeypatch, capsys):
+    with tempfile.TemporaryDirectory(prefix="et-bad-") as tmp:
+        monkeypatch.chdir(tmp)
+        monkeypatch.setenv("EMOTUNE_HOME", f"{tmp}/home")
+        monkeypatch.delenv("EMOTUNE_STORAGE", raising=False)
+        values = {"data": str(data_dir / "ravdess"), "tmp": tmp}
+        assert cli.main([arg.format(**values) for arg in argv]) == 1
+        assert _one_line(capsys.readouterr().err).startswith("emotune: error:")
+        assert os.listdir(tmp) == [], f"{argv} created {os.listdir(tmp)}"
