@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -93,7 +94,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--storage-patience",
         type=seconds(),
-        default=None,
+        default=os.environ.get("EMOTUNE_STORAGE_PATIENCE_S"),  # argparse checks it with `type`
         metavar="S",
         help="how long a lost storage is waited for before the search gives up "
         "(env EMOTUNE_STORAGE_PATIENCE_S; default 180)",

@@ -44,7 +44,12 @@ if TYPE_CHECKING:
     import optuna
 
 # How long a worker keeps retrying an unreachable storage (a restart) before it gives up.
-STORAGE_PATIENCE_S = float(os.environ.get("EMOTUNE_STORAGE_PATIENCE_S", "180"))
+# (The CLI checks $EMOTUNE_STORAGE_PATIENCE_S as the default of --storage-patience; here a malformed
+# value must not break importing the module.)
+try:
+    STORAGE_PATIENCE_S = float(os.environ.get("EMOTUNE_STORAGE_PATIENCE_S", "180"))
+except ValueError:
+    STORAGE_PATIENCE_S = 180.0
 
 
 def slot_key(study_name: str) -> int:
