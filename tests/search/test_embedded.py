@@ -88,7 +88,11 @@ def test_study_survives_a_restart_of_the_embedded_server(home, ravdess, feature_
             time.sleep(0.5)
         else:
             raise AssertionError("no trial finished before the restart")
-        stop = subprocess.run([EMOTUNE, "storage", "stop"], capture_output=True, text=True, env=env)
+        refused = subprocess.run([EMOTUNE, "storage", "stop"], capture_output=True, text=True, env=env)
+        assert refused.returncode == 1 and "restart" in refused.stderr, refused.stderr
+        stop = subprocess.run(
+            [EMOTUNE, "storage", "stop", "--force"], capture_output=True, text=True, env=env
+        )
         assert stop.returncode == 0 and not st.embedded_status()["running"], stop.stderr
         time.sleep(2)
         start = subprocess.run([EMOTUNE, "storage", "start"], capture_output=True, text=True, env=env)

@@ -12,7 +12,6 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-import optuna
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
@@ -121,9 +120,9 @@ def _invocations(draw: hs.DrawFn) -> tuple[str, list[str], str]:
 def test_invalid_options_create_nothing_and_say_one_line(invocation, pg_url, data_dir, monkeypatch, capsys):
     family, argv, option = invocation
     study = f"test-bad-{uuid.uuid4().hex[:10]}"
-    with tempfile.TemporaryDirectory(prefix="et-bad-") as tmp:
-        monkeypatch.chdir(tmp)
-        monkeypatch.setenv("EMOTUNE_HOME", f"{tmp}/home")
+    with tempfile.TemporaryDirectory(prefix="et-bad-") as tmp, monkeypatch.context() as patch:
+        patch.chdir(tmp)  # undone before the folder is removed
+        patch.setenv("EMOTUNE_HOME", f"{tmp}/home")
         values = {"study": study, "data": str(data_dir / "ravdess"), "tmp": tmp, "pg": pg_url}
         with pytest.raises(SystemExit) as exit_info:
             cli.main([arg.format(**values) for arg in argv])
@@ -133,8 +132,22 @@ def test_invalid_options_create_nothing_and_say_one_line(invocation, pg_url, dat
         assert os.listdir(tmp) == [], f"{argv} created {os.listdir(tmp)}"
     if "ray" in sys.modules:
         assert not sys.modules["ray"].is_initialized()
-    storage = pg_url.replace("postgresql://", "postgresql+psycopg2://", 1)
-    assert study not in {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    assert not _study_exists(pg_url, study)
+
+
+def _study_exists(pg_url: str, name: str) -> bool:
+    import psycopg2
+
+    conn = psycopg2.connect(pg_url.replace("postgresql://", "postgres://", 1), connect_timeout=10)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('studies') IS NOT NULL")
+            if not cur.fetchone()[0]:
+                return False
+            cur.execute("SELECT 1 FROM studies WHERE study_name = %s", (name,))
+            return cur.fetchone() is not None
+    finally:
+        conn.close()
 
 
 def test_the_storage_password_reaches_no_file_and_no_output(
@@ -243,10 +256,10 @@ def test_scikit_learn_user_warnings_do_not_reach_the_terminal(monkeypatch):
     ],
 )
 def test_a_bad_space_or_data_path_starts_no_embedded_server(argv, data_dir, monkeypatch, capsys):
-    with tempfile.TemporaryDirectory(prefix="et-bad-") as tmp:
-        monkeypatch.chdir(tmp)
-        monkeypatch.setenv("EMOTUNE_HOME", f"{tmp}/home")
-        monkeypatch.delenv("EMOTUNE_STORAGE", raising=False)
+    with tempfile.TemporaryDirectory(prefix="et-bad-") as tmp, monkeypatch.context() as patch:
+        patch.chdir(tmp)  # undone before the folder is removed
+        patch.setenv("EMOTUNE_HOME", f"{tmp}/home")
+        patch.delenv("EMOTUNE_STORAGE", raising=False)
         values = {"data": str(data_dir / "ravdess"), "tmp": tmp}
         assert cli.main([arg.format(**values) for arg in argv]) == 1
         assert _one_line(capsys.readouterr().err).startswith("emotune: error:")
