@@ -264,3 +264,14 @@ def test_a_bad_space_or_data_path_starts_no_embedded_server(argv, data_dir, monk
         assert cli.main([arg.format(**values) for arg in argv]) == 1
         assert _one_line(capsys.readouterr().err).startswith("emotune: error:")
         assert os.listdir(tmp) == [], f"{argv} created {os.listdir(tmp)}"
+
+
+def test_a_file_name_that_is_not_utf8_maps_back_to_its_file_from_json(tmp_path, capsys):
+    from emotune.search._cli_common import print_json
+
+    raw = os.fsencode(tmp_path) + b"/caf\xe9-\xff.wav"
+    Path(os.fsdecode(raw)).write_bytes(b"not audio")
+    print_json({"failed": [{"path": os.fsdecode(raw), "reason": "x"}], "ok": [{"path": "plain.wav"}]})
+    doc = __import__("json").loads(capsys.readouterr().out)
+    assert bytes.fromhex(doc["failed"][0]["path_hex"]) == raw and os.path.isfile(raw)
+    assert "path_hex" not in doc["ok"][0]
