@@ -50,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_library_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
+    ray_was_up = _ray_is_up()
     try:
         code = int(args.func(args) or 0)
     except EmotuneError as exc:
@@ -64,12 +65,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_traceback()
         code = 1
     finally:
-        if "ray" in sys.modules:  # stop the local cluster now and remove its session folder
+        if not ray_was_up and _ray_is_up():  # stop the Ray this command started, remove its session
             from emotune.features._ray import ray_shutdown
 
             ray_shutdown()
     sys.stdout.flush()
     return code
+
+
+def _ray_is_up() -> bool:
+    return "ray" in sys.modules and bool(sys.modules["ray"].is_initialized())
 
 
 def quiet_library_warnings() -> None:
