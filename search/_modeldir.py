@@ -84,6 +84,8 @@ def manifest_key() -> bytes | None:
         return text.encode()
     path = home_path() / KEY_FILE
     try:
+        if path.stat().st_mode & 0o077:  # like ssh: a key others can read is no key
+            raise ModelDirError(f"{path}: the manifest key is readable by other users: chmod 600 it")
         data = path.read_bytes().strip()
     except FileNotFoundError:
         return None

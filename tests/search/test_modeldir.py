@@ -291,6 +291,10 @@ def test_a_keyed_manifest_refuses_rewritten_files_and_checksums(tmp_path, fitted
     home = tmp_path / "home"
     home.mkdir()
     (home / md.KEY_FILE).write_text("other key\n")
+    (home / md.KEY_FILE).chmod(0o644)
+    with pytest.raises(md.ModelDirError, match="readable by other users"):
+        md.verify(out)
+    (home / md.KEY_FILE).chmod(0o600)
     with pytest.raises(md.ModelDirError, match="manifest key"):
         md.verify(out)
 
