@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -276,3 +277,45 @@ def test_a_file_name_that_is_not_utf8_maps_back_to_its_file_from_json(tmp_path, 
     doc = __import__("json").loads(capsys.readouterr().out)
     assert bytes.fromhex(doc["failed"][0]["path_hex"]) == raw and os.path.isfile(raw)
     assert "path_hex" not in doc["ok"][0]
+
+
+_USER_SPACE = """
+\"\"\"A user's space whose estimator class lives in the module itself (pickled by its module name).\"\"\"
+from sklearn.linear_model import LogisticRegression
+
+NAME = "my_logreg"
+FEATURES = "classic"
+
+
+class MyLogReg(LogisticRegression):
+    pass
+
+
+def suggest(trial):
+    return {"C": trial.suggest_float("C", 0.1, 10.0, log=True)}
+
+
+def build(params, *, seed, **_):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), MyLogReg(C=params["C"], max_iter=300, random_state=seed))
+"""
+
+
+def test_a_model_of_a_user_space_predicts_after_the_space_file_is_gone(
+    pg_url, ravdess, feature_cache, search_env, study_name, tmp_path, run_cli
+):
+    space = tmp_path / "my_space.py"
+    space.write_text(_USER_SPACE)
+    common = {"env": {**search_env, "EMOTUNE_HOME": str(tmp_path / "home")}, "check": True}
+    run_cli("search", space, "--study", study_name, "--data", ravdess, "--trials", "2", "--pruner", "none",
+            "--cache", feature_cache, "--storage", pg_url, **common)  # fmt: skip
+    model = tmp_path / "model"
+    run_cli("ensemble", study_name, "--out", model, "--top-k", "1", "--cache", feature_cache, "--storage", pg_url,
+            **common)  # fmt: skip
+    assert [p.name for p in model.glob("space-*.py")], "the model directory holds no copy of the space"
+    space.unlink()  # predict must not need (or import) the original
+    wav = ravdess / "Actor_01" / "03-01-05-01-01-01-01.wav"
+    proc = run_cli("predict", model, wav, "--json", **common)
+    assert json.loads(proc.stdout)[0]["label"]
