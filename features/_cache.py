@@ -458,7 +458,9 @@ class BuildReport:
         files: Audio files considered (``built + cached + len(failed)``).
         built: Files with at least one set computed now.
         cached: Files whose every set was already in the cache.
-        failed: ``{"path", "reason"}`` per file that is no usable audio; nothing is cached for it.
+        failed: ``{"path", "reason"}`` per file that is no usable audio, and per path that cannot be
+            used at all (symlink loop, dangling link, folder that cannot be listed); nothing is cached
+            for them.
         cache: The cache folder.
         unparsed: ``(path, reason)`` of audio files whose names gave no label (not built).
         hashes: path -> sha256 of its bytes, for every file that could be read.
@@ -514,18 +516,18 @@ def _resolve_params(
 
 def _rows_or_paths(
     rows_or_paths: Any, corpus: str | None, labels: str | os.PathLike[str] | None
-) -> tuple[list[str], list[tuple[str, str]]]:
+) -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str]]]:
     if isinstance(rows_or_paths, str | os.PathLike | Row):
         rows_or_paths = [rows_or_paths]
     items = list(rows_or_paths)
     if items and all(isinstance(item, Row) for item in items):
-        return list(dict.fromkeys(row.path for row in items)), []
+        return list(dict.fromkeys(row.path for row in items)), [], []
     if any(isinstance(item, Row) for item in items):
         raise FeatureError("build() takes rows or paths, not a mix of both")
     if not items and labels is None:
         raise FeatureError("nothing to build: give at least one file or folder")
     scanned = scan([os.fspath(p) for p in items], corpus=corpus, labels=labels)
-    return [row.path for row in scanned.rows], list(scanned.unparsed)
+    return [row.path for row in scanned.rows], list(scanned.unparsed), list(scanned.failed)
 
 
 def build(
@@ -582,7 +584,7 @@ def build(
     t0 = time.perf_counter()
     plist, weights = _resolve_params(sets, params, vgg16_weights)
     keys = [params_key(p) for p in plist]
-    paths, unparsed = _rows_or_paths(rows_or_paths, corpus, labels)
+    paths, unparsed, broken = _rows_or_paths(rows_or_paths, corpus, labels)
     timings = {"scan": time.perf_counter() - t0}
     with open_index(cache_dir) as index:
         try:
@@ -595,6 +597,9 @@ def build(
                 raise cause from None
             raise
     report.unparsed = unparsed
+    # Symlink loops, dangling links, folders that cannot be listed: failures like unreadable audio.
+    report.failed.extend({"path": path, "reason": reason} for path, reason in broken)
+    report.files += len(broken)
     report.timings["total"] = time.perf_counter() - t0
     if strict and report.failed:
         first = report.failed[0]

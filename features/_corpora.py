@@ -15,6 +15,7 @@ Scanning reads names only (no audio is opened), so it takes milliseconds for tho
 from __future__ import annotations
 
 import csv
+import errno
 import os
 import re
 from collections import Counter
@@ -64,6 +65,8 @@ class ScanResult:
 
     rows: list[Row] = field(default_factory=list)
     unparsed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    # Paths that cannot be used at all: symlink loops, dangling links, folders that cannot be listed.
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
     @property
     def corpora(self) -> dict[str, int]:
@@ -374,7 +377,8 @@ def scan(
         corpus: Force one corpus (one of :data:`CORPORA`); files whose names do not follow it are
             unparsed. ``"generic"`` makes every file's folder its label, whatever the folder's name.
         labels: A CSV with header ``path,label`` and optional ``speaker`` and ``gender`` columns;
-            paths are relative to the CSV. Its files become generic rows; audio files under
+            relative paths resolve against the CSV's folder, else against the folder in ``paths`` that
+            holds them (a CSV kept outside the data). Its files become generic rows; audio files under
             ``paths`` that it does not list are unparsed. With no ``paths``, every listed file is used.
 
     Returns:
@@ -398,7 +402,7 @@ def scan(
         )
 
     roots = [os.path.abspath(os.fspath(path)) for path in paths]
-    files, unparsed = _collect(roots)
+    files, unparsed, failed = _collect(roots)
     if labels is not None:
         rows, more = _rows_from_labels(os.path.abspath(os.fspath(labels)), roots, files)
     else:
@@ -406,21 +410,22 @@ def scan(
     unparsed.extend(more)
     rows.sort(key=lambda row: row.path)
     unparsed.sort()
-    return ScanResult(rows=rows, unparsed=unparsed)
+    return ScanResult(rows=rows, unparsed=unparsed, failed=sorted(failed))
 
 
 def _is_audio(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS
 
 
-def _collect(roots: Iterable[str]) -> tuple[list[str], list[tuple[str, str]]]:
-    """The audio files under ``roots`` (absolute, unique) and the paths that cannot be used."""
+def _collect(roots: Iterable[str]) -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str]]]:
+    """The audio files under ``roots`` (absolute, unique), the non-audio ones, the unusable paths."""
     files: dict[str, None] = {}  # ordered set
     unparsed: list[tuple[str, str]] = []
+    failed: list[tuple[str, str]] = []
     visited: set[str] = set()
     for root in roots:
         if os.path.isdir(root):
-            _walk(root, files, unparsed, visited)
+            _walk(root, files, failed, visited)
         elif os.path.isfile(root):
             if _is_audio(root):
                 files[root] = None
@@ -428,30 +433,61 @@ def _collect(roots: Iterable[str]) -> tuple[list[str], list[tuple[str, str]]]:
                 unparsed.append(
                     (root, f"not an audio file (extensions: {', '.join(sorted(AUDIO_EXTENSIONS))})")
                 )
+        elif os.path.islink(root):
+            failed.append((root, _link_problem(root)))
         else:
             raise FeatureError(f"{root}: no such file or folder")
-    return list(files), unparsed
+    return list(files), unparsed, failed
 
 
-def _walk(root: str, files: dict[str, None], unparsed: list[tuple[str, str]], visited: set[str]) -> None:
+def _walk(root: str, files: dict[str, None], failed: list[tuple[str, str]], visited: set[str]) -> None:
+    """Every audio file under ``root``; each path that cannot be used is one ``(path, reason)``.
+
+    One bad entry (a symlink loop, a dangling link, a folder that cannot be listed) costs only
+    itself: the rest of its folder is still found. Links are followed once.
+    """
     stack = [root]
     while stack:
         folder = stack.pop()
         real = os.path.realpath(folder)
         if real in visited:  # the same folder reached twice (overlapping paths, symlink loops)
+            if os.path.islink(folder) and _under(os.path.realpath(os.path.dirname(folder)), [real]):
+                failed.append((folder, f"symlink loop: leads back to {real}, a folder above it"))
             continue
         visited.add(real)
         try:
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    if entry.name.startswith("."):  # hidden: .emotune caches, macOS ._* resource forks
-                        continue
-                    if entry.is_dir():
-                        stack.append(entry.path)
-                    elif _is_audio(entry.name) and entry.is_file():
-                        files[entry.path] = None
+            entries = list(os.scandir(folder))
         except OSError as exc:
-            unparsed.append((folder, f"cannot list folder: {exc.strerror or exc}"))
+            failed.append((folder, f"cannot list folder: {exc.strerror or exc}"))
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):  # hidden: .emotune caches, macOS ._* resource forks
+                continue
+            try:
+                if entry.is_dir():
+                    stack.append(entry.path)
+                elif _is_audio(entry.name) and entry.is_file():
+                    files[entry.path] = None
+                elif entry.is_symlink() and (_is_audio(entry.name) or not os.path.exists(entry.path)):
+                    failed.append((entry.path, _link_problem(entry.path)))
+            except OSError as exc:
+                reason = _link_problem(entry.path) if entry.is_symlink() else exc.strerror or str(exc)
+                failed.append((entry.path, reason))
+
+
+def _link_problem(path: str) -> str:
+    """Why a symlink leads nowhere: a loop (named as one) or a missing target."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symlink loop: following the link leads back to it"
+        if exc.errno == errno.ENOENT:
+            return f"dangling symlink: its target {os.readlink(path)!r} does not exist"
+        return f"cannot follow this symlink: {exc.strerror or exc}"
+    except ValueError:  # a name the OS refuses
+        return "cannot follow this symlink"
+    return "not an audio file or folder"
 
 
 def _rows_from_names(files: Iterable[str], corpus: str | None) -> tuple[list[Row], list[tuple[str, str]]]:
@@ -508,17 +544,19 @@ class _Listed:
     line: int
 
 
-def _read_labels(csv_path: str) -> dict[str, _Listed]:
+def _read_labels(csv_path: str, folders: Sequence[str] = ()) -> dict[str, _Listed]:
     """Absolute path -> label entry of a ``path,label[,speaker][,gender]`` CSV."""
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as handle:
-            return _parse_labels(csv.reader(handle), csv_path)
+            return _parse_labels(csv.reader(handle), csv_path, folders)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise FeatureError(f"{csv_path}: cannot read labels CSV ({reason})") from exc
 
 
-def _parse_labels(reader: Iterator[list[str]], csv_path: str) -> dict[str, _Listed]:
+def _parse_labels(
+    reader: Iterator[list[str]], csv_path: str, folders: Sequence[str] = ()
+) -> dict[str, _Listed]:
     name = os.path.basename(csv_path)
     base = os.path.dirname(csv_path)
     header = [column.strip().lower() for column in next(reader, [])]
@@ -542,7 +580,7 @@ def _parse_labels(reader: Iterator[list[str]], csv_path: str) -> dict[str, _List
         if gender and gender not in _GENDER_WORDS:
             raise FeatureError(f"{name} line {line}: gender {values['gender']!r} (valid: male, female, m, f)")
         entry = _Listed(values["label"], values.get("speaker") or None, _GENDER_WORDS.get(gender), line)
-        path = os.path.abspath(os.path.join(base, values["path"]))
+        path = _resolve_listed(values["path"], base, folders)
         previous = listed.get(path)
         if previous is not None and previous.label != entry.label:
             raise FeatureError(
@@ -553,6 +591,22 @@ def _parse_labels(reader: Iterator[list[str]], csv_path: str) -> dict[str, _List
     return listed
 
 
+def _resolve_listed(listed: str, base: str, folders: Sequence[str]) -> str:
+    """A CSV's relative path: against the CSV's folder, else against the DATA folder that holds it.
+
+    A CSV kept outside the data still names its files; one listed but found nowhere resolves under
+    the data (so it is reported as missing) unless its CSV-relative path is there already.
+    """
+    first = os.path.abspath(os.path.join(base, listed))
+    if os.path.isabs(listed) or os.path.exists(first) or not folders:
+        return first
+    candidates = [os.path.abspath(os.path.join(folder, listed)) for folder in folders]
+    found = next((path for path in candidates if os.path.exists(path)), None)
+    if found is not None:
+        return found
+    return first if _under(first, folders) else candidates[0]
+
+
 def _under(path: str, roots: Sequence[str]) -> bool:
     return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
 
@@ -560,7 +614,7 @@ def _under(path: str, roots: Sequence[str]) -> bool:
 def _rows_from_labels(
     csv_path: str, roots: Sequence[str], files: Sequence[str]
 ) -> tuple[list[Row], list[tuple[str, str]]]:
-    listed = _read_labels(csv_path)
+    listed = _read_labels(csv_path, [root for root in roots if os.path.isdir(root)])
     name = os.path.basename(csv_path)
     rows: list[Row] = []
     unparsed: list[tuple[str, str]] = []

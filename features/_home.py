@@ -11,9 +11,14 @@ def emotune_home() -> Path:
 
     ``$EMOTUNE_HOME`` when set, else ``.emotune`` under the working directory.
     """
-    home = Path(os.environ.get("EMOTUNE_HOME") or Path.cwd() / ".emotune").expanduser().resolve()
+    home = home_path()
     home.mkdir(parents=True, exist_ok=True)
     return home
+
+
+def home_path() -> Path:
+    """Where :func:`emotune_home` is, without creating it."""
+    return Path(os.environ.get("EMOTUNE_HOME") or Path.cwd() / ".emotune").expanduser().resolve()
 
 
 def default_cache_dir() -> Path:

@@ -18,6 +18,11 @@ mode must be the same on every node and driver.
 
 Priority. Workers of a local cluster run at the driver's priority, not Ray's default niceness 15.
 
+Clean exits. :func:`ray_shutdown` removes the session folder (``/tmp/ray/session_*``: logs, sockets)
+of a local cluster this process started, unless ``$EMOTUNE_KEEP_RAY_LOGS`` is set. Variables that
+may hold a secret (:data:`SECRET_ENV`) never reach Ray: not its runtime_env, not its workers'
+environment.
+
 numba. librosa JIT-compiles helpers with ``cache=True``; ``NUMBA_CACHE_DIR`` (default
 ``emotune_home()/numba``) points every process at one on-disk cache, so the compilation is paid
 once per machine, not once per worker. A local cluster inherits it from the environment; a cluster
@@ -26,6 +31,7 @@ we attach to gets it through the job's ``runtime_env``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -36,6 +42,11 @@ from emotune.features._home import emotune_home
 __all__ = ["auth_mode", "is_single_node", "numba_env", "ray_init", "ray_shutdown"]
 
 _AUTH_ENV = "RAY_AUTH_MODE"
+# Environment variables that may hold a secret (a storage password, a manifest key): never handed to
+# Ray, which logs a runtime_env in plain text and passes its own environment to every worker.
+# Set (to anything) to keep the session folder (logs) of a local cluster after the command ends.
+KEEP_LOGS_ENV = "EMOTUNE_KEEP_RAY_LOGS"
+SECRET_ENV = frozenset({"EMOTUNE_STORAGE", "EMOTUNE_MANIFEST_KEY"})
 
 
 def numba_env() -> dict[str, str]:
@@ -107,7 +118,11 @@ def ray_init(address: str | None = None, *, num_cpus: int | None = None) -> None
         # the foreground work the user is waiting for: on a busy machine they would otherwise get a
         # fraction of their CPUs. Same priority as this process.
         kwargs["_system_config"] = {"worker_niceness": 0}
-        ray.init(num_cpus=num_cpus, **kwargs)
+        hidden = {k: os.environ.pop(k) for k in SECRET_ENV if k in os.environ}
+        try:
+            ray.init(num_cpus=num_cpus, **kwargs)
+        finally:
+            os.environ.update(hidden)
     else:
         ray.init(address=address, runtime_env={"env_vars": env}, **kwargs)
 
@@ -138,11 +153,27 @@ def ray_shutdown() -> None:
 
     if not ray.is_initialized():
         return
+    session: str | None = None
     try:  # private API: only an optimisation, never an error
         node = ray._private.worker._global_node
         monitors: list[Any] = node.all_processes.get("monitor", []) if node is not None and node.head else []
         for info in monitors:
             info.process.kill()
+        if node is not None and node.head:  # a local cluster this process started
+            session = node.get_session_dir_path()
     except Exception:  # pragma: no cover - depends on Ray internals
         pass
     ray.shutdown()
+    if session and not os.environ.get(KEEP_LOGS_ENV):
+        _remove_session(session)
+
+
+def _remove_session(session: str) -> None:
+    """Delete a local cluster's session folder (logs, sockets; about 1 MB) and its ``session_latest`` link."""
+    import shutil
+
+    shutil.rmtree(session, ignore_errors=True)
+    latest = Path(session).parent / "session_latest"
+    with contextlib.suppress(OSError):
+        if latest.is_symlink() and os.path.realpath(latest) == os.path.realpath(session):
+            latest.unlink()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -19,12 +20,36 @@ def add_storage(p: argparse.ArgumentParser) -> None:
     )
 
 
+def check_inputs(spaces: Sequence[str], data: Sequence[str]) -> None:
+    """Spaces and data folders, checked before the storage is resolved (that may start a server).
+
+    Raises:
+        EmotuneError: An unknown space (the message lists the valid ones) or a missing data path.
+    """
+    from pathlib import Path
+
+    from emotune.features._errors import FeatureError
+    from emotune.spaces import get
+
+    for space in spaces:
+        get(space)
+    for path in data:
+        if not Path(path).exists():
+            raise FeatureError(f"{path}: no such file or folder")
+
+
 def json_clean(obj: Any) -> Any:
     """numpy scalars and arrays, tuples and paths as plain JSON values."""
     import numpy as np
 
     if isinstance(obj, dict):
-        return {str(k): json_clean(v) for k, v in obj.items()}
+        out = {str(k): json_clean(v) for k, v in obj.items()}
+        path = obj.get("path")
+        if isinstance(path, str) and not _is_unicode(path):
+            # A file name that is not UTF-8 comes out of JSON as lone surrogates, which most readers
+            # cannot map back to the file: its exact bytes go with it, in hex.
+            out["path_hex"] = os.fsencode(path).hex()
+        return out
     if isinstance(obj, list | tuple):
         return [json_clean(v) for v in obj]
     if isinstance(obj, np.generic):
@@ -34,6 +59,14 @@ def json_clean(obj: Any) -> Any:
     if isinstance(obj, float | int | str | bool) or obj is None:
         return obj
     return str(obj)
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def print_json(obj: Any) -> None:

@@ -11,6 +11,9 @@ import sys
 import time
 from typing import Any
 
+from emotune.features._corpora import CORPORA
+from emotune.search._cli_types import POSITIVE, SEED, integer
+
 _START = time.perf_counter()  # close to process start: the CLI imports this module first thing
 
 _SYNTH_EXAMPLE = "example: emotune corpus synth demo-data --actors 4 --seed 0"
@@ -54,8 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=raw,
     )
     synth.add_argument("out", metavar="OUT", help="folder to write Actor_XX/*.wav into")
-    synth.add_argument("--actors", type=int, default=4, metavar="N", help="number of actors (default 4)")
-    synth.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    synth.add_argument(
+        "--actors", type=integer(1, 99), default=4, metavar="N", help="number of actors (default 4)"
+    )
+    synth.add_argument("--seed", type=SEED, default=0, metavar="S", help="random seed (default 0)")
     synth.set_defaults(func=_synth)
 
     features = subparsers.add_parser(
@@ -92,7 +97,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "features are keyed by its sha256, not its path",
     )
     _add_cache(build)
-    build.add_argument("--corpus", metavar="NAME", help="force one corpus instead of detecting it per file")
+    build.add_argument(
+        "--corpus", metavar="NAME", choices=CORPORA, help="force one corpus instead of detecting it per file"
+    )
     build.add_argument(
         "--labels", metavar="CSV", help="labels CSV (path,label[,speaker][,gender]) for a generic corpus"
     )
@@ -101,7 +108,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="ADDR",
         help="Ray cluster to use (env RAY_ADDRESS; default: a local cluster for this command)",
     )
-    build.add_argument("--num-cpus", type=int, metavar="N", help="CPUs of the local cluster (default: all)")
+    build.add_argument(
+        "--num-cpus", type=POSITIVE, metavar="N", help="CPUs of the local cluster (default: all)"
+    )
     build.add_argument("--strict", action="store_true", help="exit 1 when any file failed")
     build.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -6,7 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from emotune.search._cli_common import add_storage, print_json
+from emotune.features._corpora import CORPORA
+from emotune.features._labels import SCHEMES
+from emotune.search._cli_common import add_storage, check_inputs, print_json
+from emotune.search._cli_types import FOLDS, POSITIVE, SEED, seconds
 
 _ENSEMBLE_EXAMPLE = """example:
   emotune ensemble mlp-ravdess knn-ravdess xgb-ravdess --out models/ravdess --top-k 3
@@ -47,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="model directory to write")
     p.add_argument(
         "--top-k",
-        type=int,
+        type=POSITIVE,
         default=ens.DEFAULT_TOP_K,
         help=f"best trials per study (default {ens.DEFAULT_TOP_K})",
     )
@@ -59,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument(
         "--iterations",
-        type=int,
+        type=POSITIVE,
         default=ens.DEFAULT_ITERATIONS,
         help=f"greedy selection steps (default {ens.DEFAULT_ITERATIONS})",
     )
@@ -97,7 +100,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("paths", nargs="+", metavar="FILE_OR_FOLDER")
     p.add_argument(
         "--window",
-        type=float,
+        type=seconds(),
         default=None,
         metavar="SECONDS",
         help="classify windows of this length; the file's probabilities are their mean",
@@ -124,25 +127,29 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help=f"comma-separated spaces (default {','.join(ev.DEFAULT_SPACES)})",
     )
     p.add_argument(
-        "--outer-folds", type=int, default=ev.DEFAULT_OUTER_FOLDS, help="outer folds (held-out groups)"
+        "--outer-folds", type=FOLDS, default=ev.DEFAULT_OUTER_FOLDS, help="outer folds (held-out groups)"
     )
     p.add_argument(
-        "--inner-folds", type=int, default=ev.DEFAULT_INNER_FOLDS, help="inner cross-validation folds"
+        "--inner-folds", type=FOLDS, default=ev.DEFAULT_INNER_FOLDS, help="inner cross-validation folds"
     )
-    p.add_argument("--trials", type=int, default=ev.DEFAULT_TRIALS, help="finished trials per search")
+    p.add_argument("--trials", type=POSITIVE, default=ev.DEFAULT_TRIALS, help="finished trials per search")
     p.add_argument(
         "--timeout",
-        type=float,
+        type=seconds(zero=True),
         default=ev.DEFAULT_TIMEOUT,
         metavar="S",
         help="per search: start no trial after S seconds (0: no limit)",
     )
-    p.add_argument("--workers", type=int, default=ev.DEFAULT_WORKERS, help="Ray workers per search")
-    p.add_argument("--top-k", type=int, default=ev.DEFAULT_TOP_K, help="best trials per study for the voter")
-    p.add_argument("--target", default="emotion", help="label scheme (see `emotune search --help`)")
+    p.add_argument("--workers", type=POSITIVE, default=ev.DEFAULT_WORKERS, help="Ray workers per search")
+    p.add_argument(
+        "--top-k", type=POSITIVE, default=ev.DEFAULT_TOP_K, help="best trials per study for the voter"
+    )
+    p.add_argument(
+        "--target", default="emotion", choices=SCHEMES, help="label scheme (see `emotune search --help`)"
+    )
     p.add_argument("--protocol", default="actor", choices=["actor", "random"], help="outer and inner splits")
     p.add_argument("--metric", default="uar", choices=["uar", "accuracy"], help="objective and weight metric")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     norm = p.add_mutually_exclusive_group()
     norm.add_argument(
         "--speaker-norm",
@@ -171,13 +178,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default="auto",
         help="auto (default): greedy weights or a stacked logistic regression, chosen on out-of-fold data",
     )
-    p.add_argument("--corpus", default=None, help="force the corpus reader")
+    p.add_argument("--corpus", default=None, choices=CORPORA, help="force the corpus reader")
     p.add_argument("--labels", default=None, metavar="CSV", help="labels file for a generic corpus")
     p.add_argument(
         "--cache", default=None, metavar="DIR", help="feature cache (default: $EMOTUNE_HOME/cache)"
     )
     p.add_argument("--ray-address", default=None, metavar="ADDR", help="Ray cluster (env RAY_ADDRESS)")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    p.add_argument("--num-cpus", type=POSITIVE, default=None, help="CPUs of the local Ray (default: all)")
     p.add_argument("--json", action="store_true", help="results as JSON on stdout")
     p.add_argument(
         "--report", default=None, metavar="HTML", help="also write an HTML report (see `emotune report`)"
@@ -199,9 +206,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--out", default="emotune-demo", metavar="DIR", help="where to write (default ./emotune-demo)"
     )
     p.add_argument(
-        "--trials", type=int, default=None, help="trials per space (default: 12, or 8 with --data)"
+        "--trials", type=POSITIVE, default=None, help="trials per space (default: 12, or 8 with --data)"
     )
-    p.add_argument("--workers", type=int, default=2, help="Ray workers per search (default 2)")
+    p.add_argument("--workers", type=POSITIVE, default=2, help="Ray workers per search (default 2)")
     p.set_defaults(func=cmd_demo)
 
 
@@ -259,6 +266,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from emotune.search._storage import resolve_url
 
     spaces = [s.strip() for s in args.spaces.split(",") if s.strip()]
+    check_inputs(spaces, args.data)
     if args.report:
         from emotune.search.viz.report import check_out
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
-from emotune.search._cli_common import add_storage, print_json, table
+from emotune.features._corpora import CORPORA
+from emotune.features._labels import SCHEMES
+from emotune.search._cli_common import add_storage, check_inputs, print_json, table
+from emotune.search._cli_types import FOLDS, PORT, POSITIVE, SEED, seconds
 
 _SEARCH_EXAMPLE = """example:
   emotune search mlp --study mlp-ravdess --data ~/data/ravdess --trials 100 --workers 4
@@ -39,11 +43,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--study", required=True, help="study name (the same name resumes or joins it)")
     p.add_argument("--data", nargs="+", default=[], metavar="DATA", help="corpus folders (one or several)")
-    p.add_argument("--trials", type=int, required=True, help="finished trials the study must hold")
-    p.add_argument("--workers", type=int, default=1, help="Ray workers (capped at what the cluster holds)")
+    p.add_argument(
+        "--trials", type=POSITIVE, required=True, help="finished trials the study must hold (>= 1)"
+    )
+    p.add_argument(
+        "--workers", type=POSITIVE, default=1, help="Ray workers, >= 1 (capped at what the cluster holds)"
+    )
     p.add_argument(
         "--target",
         default="emotion",
+        choices=SCHEMES,
         help="label scheme: emotion, emotion_gender, valence_gender, emotion6, corpus_native",
     )
     p.add_argument(
@@ -55,8 +64,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--metric", default="uar", choices=["uar", "accuracy"], help="objective (both are recorded)"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the split, folds, samplers and models")
-    p.add_argument("--folds", type=int, default=5, help="cross-validation folds (fewer if too few speakers)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the split, folds, samplers and models")
+    p.add_argument(
+        "--folds", type=FOLDS, default=5, help="cross-validation folds, >= 2 (fewer if too few speakers)"
+    )
     p.add_argument(
         "--features",
         dest="feature_set",
@@ -76,12 +87,24 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--sampler", default="tpe", choices=["tpe", "random"], help="tpe (default) or random search"
     )
     p.add_argument(
-        "--timeout", type=float, default=None, metavar="S", help="stop starting trials after S seconds"
+        "--timeout",
+        type=seconds(),
+        default=None,
+        metavar="S",
+        help="stop starting trials after S seconds (> 0)",
     )
-    p.add_argument("--corpus", default=None, help="force the corpus reader")
+    p.add_argument("--corpus", default=None, choices=CORPORA, help="force the corpus reader")
     p.add_argument("--labels", default=None, metavar="CSV", help="labels file for a generic corpus")
     p.add_argument(
         "--cache", default=None, metavar="DIR", help="feature cache (default: $EMOTUNE_HOME/cache)"
+    )
+    p.add_argument(
+        "--storage-patience",
+        type=seconds(),
+        default=os.environ.get("EMOTUNE_STORAGE_PATIENCE_S"),  # argparse checks it with `type`
+        metavar="S",
+        help="how long a lost storage is waited for before the search gives up "
+        "(env EMOTUNE_STORAGE_PATIENCE_S; default 180)",
     )
     add_ray(p)
     add_storage(p)
@@ -125,7 +148,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         description="Serve optuna-dashboard on the study storage (bound to 127.0.0.1 unless --host).",
         epilog="example: emotune dashboard --port 8080",
     )
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=PORT, default=8080, help="TCP port, 1..65535 (default 8080)")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     add_storage(p)
     p.set_defaults(func=cmd_dashboard)
@@ -138,6 +161,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("action", choices=["status", "start", "stop"])
     p.add_argument("--json", action="store_true")
+    p.add_argument("--force", action="store_true", help="stop even while studies on it have RUNNING trials")
     p.set_defaults(func=cmd_storage)
 
 
@@ -148,7 +172,7 @@ def add_ray(p: argparse.ArgumentParser) -> None:
         metavar="ADDR",
         help="Ray cluster to attach to (env RAY_ADDRESS); default: a local Ray",
     )
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    p.add_argument("--num-cpus", type=POSITIVE, default=None, help="CPUs of the local Ray (default: all)")
 
 
 def cmd_spaces(args: argparse.Namespace) -> int:
@@ -184,6 +208,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from emotune.search import _search
     from emotune.search._storage import redact, resolve_url
 
+    check_inputs([args.space], args.data)
     url = resolve_url(args.storage)
     prep = _search.prepare(
         args.space,
@@ -221,6 +246,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         pruner=args.pruner,
         sampler=args.sampler,
         progress=not args.json,
+        patience=args.storage_patience or _search.STORAGE_PATIENCE_S,
     )
     if args.json:
         print_json(summary)
@@ -325,13 +351,29 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_storage(args: argparse.Namespace) -> int:
-    from emotune.search._storage import embedded_status, embedded_stop, embedded_url, ensure_schema
+    from emotune.search._storage import (
+        StorageError,
+        embedded_status,
+        embedded_stop,
+        embedded_url,
+        ensure_schema,
+        running_studies,
+    )
 
     if args.action == "start":
         ensure_schema(embedded_url())
         print(f"the embedded PostgreSQL runs in {embedded_status()['pgdata']}", file=sys.stderr)
         return 0
     if args.action == "stop":
+        status = embedded_status()
+        if status["running"] and not args.force:
+            busy = running_studies(status["url"])
+            if busy:
+                names = ", ".join(f"{name} ({n} running)" for name, n in busy.items())
+                raise StorageError(
+                    f"not stopping the embedded PostgreSQL: studies with RUNNING trials on it: {names}; "
+                    "stop their searches first, or use --force"
+                )
         stopped = embedded_stop()
         print(
             "stopped the embedded PostgreSQL" if stopped else "the embedded PostgreSQL was not running",

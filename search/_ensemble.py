@@ -567,7 +567,7 @@ def build_ensemble(
         timings={"total_s": time.perf_counter() - t0},
     )
     if out is not None:
-        files = {_modeldir.VOTER_FILE: voter_bytes(fit.voter)}
+        files = {_modeldir.VOTER_FILE: voter_bytes(fit.voter), **space_files(manifest)}
         if fit.confusion is not None:
             files[_modeldir.CONFUSION_PNG] = confusion_png(
                 fit.confusion, classes, title=_cm_title(fit.rows[-1], len(test))
@@ -579,6 +579,27 @@ def build_ensemble(
         result.out = _modeldir.write(out, files, manifest, force=force)
         result.manifest = json.loads((result.out / _modeldir.MANIFEST).read_text())  # with files + checksum
     return result
+
+
+def space_files(manifest: dict[str, Any]) -> dict[str, bytes]:
+    """Copies of the members' user space modules, for the model directory (checksummed like the rest).
+
+    Each member with a ``space_path`` gets ``space_file`` (the copy's name in the directory) and
+    ``space_module`` (the module name its classes were pickled under): predict imports the copy,
+    never a file outside the directory.
+    """
+    from emotune.spaces import get
+
+    files: dict[str, bytes] = {}
+    for member in manifest["members"]:
+        if not member.get("space_path"):
+            continue
+        module = get(member["space_path"])
+        name = f"space-{module.__name__}.py"
+        files[name] = Path(member["space_path"]).read_bytes()
+        member["space_file"] = name
+        member["space_module"] = module.__name__
+    return files
 
 
 def voter_bytes(voter: Any) -> bytes:

@@ -23,8 +23,12 @@ alone: their names carry the writer's pid and a digest of its host name.
 
 Reading verifies before it unpickles: the manifest's own checksum, every listed file's sha256, no
 missing or unlisted file, and feature parameters this emotune computes identically. The checksums
-catch corruption and edits, not a malicious author: like any pickle, only load model directories
-from people you trust.
+catch corruption and edits, not a malicious author: a model directory is code, like any pickle;
+only load model directories from people you trust. With a key (``$EMOTUNE_MANIFEST_KEY``, or the file
+``$EMOTUNE_HOME/manifest.key``) the manifest also carries an HMAC-SHA256 of its content, and a
+directory whose files and checksums were both rewritten (or that was written without the key) is
+refused. A member's user space module is copied into the directory (checksummed like the voter)
+and imported from there: nothing outside the directory is imported or unpickled.
 """
 
 from __future__ import annotations
@@ -65,6 +69,40 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+KEY_ENV = "EMOTUNE_MANIFEST_KEY"
+KEY_FILE = "manifest.key"
+
+
+def manifest_key() -> bytes | None:
+    """The key of keyed manifests: ``$EMOTUNE_MANIFEST_KEY``, else ``$EMOTUNE_HOME/manifest.key``, else None."""
+    from emotune.features._home import home_path
+
+    text = os.environ.get(KEY_ENV)
+    if text:
+        return text.encode()
+    path = home_path() / KEY_FILE
+    try:
+        if path.stat().st_mode & 0o077:  # like ssh: a key others can read is no key
+            raise ModelDirError(f"{path}: the manifest key is readable by other users: chmod 600 it")
+        data = path.read_bytes().strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ModelDirError(f"{path}: cannot read the manifest key ({exc.strerror})") from None
+    if not data:
+        raise ModelDirError(f"{path}: the manifest key file is empty")
+    return data
+
+
+def manifest_hmac(manifest: Mapping[str, Any], key: bytes) -> str:
+    """HMAC-SHA256 of a manifest's canonical JSON, without its ``checksum`` and ``hmac`` fields."""
+    import hmac
+
+    body = {k: v for k, v in manifest.items() if k not in ("checksum", "hmac")}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
 
 
 def manifest_checksum(manifest: Mapping[str, Any]) -> str:
@@ -140,6 +178,9 @@ def write(
             _write_synced(tmp / name, data)
             digests[name] = sha256_bytes(data)
         doc = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest, "files": digests}
+        key = manifest_key()
+        if key is not None:  # a keyed manifest: rewriting files and checksums is not enough
+            doc["hmac"] = manifest_hmac(doc, key)
         doc["checksum"] = manifest_checksum(doc)
         text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
         _write_synced(tmp / MANIFEST, text.encode())
@@ -222,6 +263,11 @@ def verify(model_dir: str | Path) -> dict[str, Any]:
     path = Path(model_dir)
     if not path.is_dir() or (path / _MARKER).exists():
         recover(path)
+    if path.is_file():
+        raise ModelDirError(
+            f"{path}: is a file, not a model directory (give the model directory first: "
+            "emotune predict MODEL_DIR FILE...)"
+        )
     if not path.is_dir():
         raise ModelDirError(f"{path}: no such model directory")
     if (path / _MARKER).exists():
@@ -244,6 +290,16 @@ def verify(model_dir: str | Path) -> dict[str, Any]:
         )
     if manifest.get("checksum") != manifest_checksum(manifest):
         raise ModelDirError(f"{mpath}: modified after it was written (its checksum does not match)")
+    key = manifest_key()
+    if key is not None:
+        import hmac
+
+        signed = manifest.get("hmac")
+        if not isinstance(signed, str) or not hmac.compare_digest(signed, manifest_hmac(manifest, key)):
+            raise ModelDirError(
+                f"{mpath}: not signed with this machine's manifest key (${KEY_ENV} or "
+                f"$EMOTUNE_HOME/{KEY_FILE}): written elsewhere, or modified"
+            )
     listed = manifest.get("files")
     if not isinstance(listed, dict) or VOTER_FILE not in listed:
         raise ModelDirError(f"{mpath}: lists no {VOTER_FILE}")
@@ -299,6 +355,27 @@ def check_feature_params(stored: Mapping[str, Any], *, where: str = "") -> None:
         )
 
 
+def _import_space_copy(model_dir: Path, manifest: Mapping[str, Any], member: Mapping[str, Any]) -> None:
+    """Import a member's user space from the directory's own checksummed copy, nothing outside it.
+
+    Its classes unpickle only once it is imported, under the module name they were pickled with.
+    """
+    from emotune.spaces import USER_MODULE_PREFIX, load_file_as
+
+    name, module = member.get("space_file"), member.get("space_module")
+    if not isinstance(name, str) or name not in manifest.get("files", {}):
+        raise ModelDirError(
+            f"{model_dir}: member {member.get('name')} needs a user space module that the directory does "
+            "not hold (made by an older emotune): run ensemble again"
+        )
+    if not isinstance(module, str) or not re.fullmatch(re.escape(USER_MODULE_PREFIX) + r"\w+", module):
+        raise ModelDirError(f"{model_dir}: member {member.get('name')}: bad space_module {module!r}")
+    try:
+        load_file_as(model_dir / name, module)
+    except EmotuneError as exc:
+        raise ModelDirError(f"{model_dir}: member {member.get('name')}: {exc}") from None
+
+
 def load(model_dir: str | Path, *, check_features: bool = True) -> tuple[Any, dict[str, Any]]:
     """Verify a model directory, then load its voter: ``(voter, manifest)``."""
     import joblib
@@ -309,16 +386,7 @@ def load(model_dir: str | Path, *, check_features: bool = True) -> tuple[Any, di
             check_feature_params(spec["feature_params"], where=f"{model_dir} input {key}")
     for member in manifest.get("members", []):
         if member.get("space_path"):
-            # A user's space module is imported under a name derived from its path; its classes
-            # unpickle only once it is imported (see emotune.spaces.get).
-            from emotune.spaces import get
-
-            try:
-                get(member["space_path"])
-            except EmotuneError as exc:
-                raise ModelDirError(
-                    f"{model_dir}: member {member.get('name')} needs its space module: {exc}"
-                ) from None
+            _import_space_copy(Path(model_dir), manifest, member)
     try:
         voter = joblib.load(Path(model_dir) / VOTER_FILE)
     except Exception as exc:  # a library too old/new to unpickle it, a missing space module

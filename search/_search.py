@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from emotune.features._errors import EmotuneError
 from emotune.search import _storage as st
 from emotune.search._objective import TrialData, TrialInterrupted, make_objective, make_pruner, worker_id
 from emotune.search._study import (
@@ -44,7 +45,12 @@ if TYPE_CHECKING:
     import optuna
 
 # How long a worker keeps retrying an unreachable storage (a restart) before it gives up.
-STORAGE_PATIENCE_S = float(os.environ.get("EMOTUNE_STORAGE_PATIENCE_S", "180"))
+# (The CLI checks $EMOTUNE_STORAGE_PATIENCE_S as the default of --storage-patience; here a malformed
+# value must not break importing the module.)
+try:
+    STORAGE_PATIENCE_S = float(os.environ.get("EMOTUNE_STORAGE_PATIENCE_S", "180"))
+except ValueError:
+    STORAGE_PATIENCE_S = 180.0
 
 
 def slot_key(study_name: str) -> int:
@@ -351,8 +357,10 @@ class Worker:
         sampler: str = "tpe",
         deadline: float | None,
         heartbeat: tuple[int, int],
+        patience: float = STORAGE_PATIENCE_S,
     ) -> None:
         self.url = url
+        self.patience = patience
         self.study_name = study_name
         self.space_ref = space_ref
         self.n_trials = n_trials
@@ -460,11 +468,10 @@ class Worker:
                 # The storage went away (a restart): drop the connection and try again shortly. A trial
                 # that was running is failed by heartbeat and retried with its parameters.
                 lost_since = lost_since or time.time()
-                if time.time() - lost_since > STORAGE_PATIENCE_S:
+                if time.time() - lost_since > self.patience:
                     raise st.StorageError(
-                        f"lost the storage {st.redact(self.url)} for {STORAGE_PATIENCE_S:.0f} s: {exc}".splitlines()[
-                            0
-                        ]
+                        f"storage {st.redact(self.url)} unreachable for {self.patience:g} s "
+                        f"(--storage-patience): {st.connection_reason(exc)}"
                     ) from None
                 conn = None
                 eng.dispose()
@@ -529,8 +536,13 @@ def run(
     pruner: str = "auto",
     sampler: str = "tpe",
     progress: bool = True,
+    patience: float = STORAGE_PATIENCE_S,
 ) -> dict[str, Any]:
-    """Run the study with ``workers`` Ray workers until it holds ``n_trials`` finished trials."""
+    """Run the study with ``workers`` Ray workers until it holds ``n_trials`` finished trials.
+
+    A storage that goes away is waited for up to ``patience`` seconds (said at once on stderr); then
+    the search ends with :class:`~emotune.search._storage.StorageError` naming the storage.
+    """
     import ray
 
     from emotune.features import ray_init
@@ -539,6 +551,10 @@ def run(
         raise StudyError(f"--trials {n_trials} must be at least 1")
     if workers < 1:
         raise StudyError(f"--workers {workers} must be at least 1")
+    if timeout is not None and not timeout > 0:
+        raise StudyError(f"--timeout {timeout} must be a positive number of seconds")
+    if not patience > 0:
+        raise StudyError(f"--storage-patience {patience} must be a positive number of seconds")
     ray_init(ray_address, num_cpus=num_cpus)
     resources = dict(getattr(prep.space, "RESOURCES", {"num_cpus": 1}))
     capacity = cluster_capacity(resources)
@@ -554,9 +570,13 @@ def run(
     space_ref = prep.spec.space_path or prep.spec.space
     actor_cls: Any = ray.remote(Worker)
     from emotune.features import numba_env
+    from emotune.features._ray import SECRET_ENV
 
     # Workers see the driver's emotune settings (weights files, GPU share, heartbeats) and numba cache.
-    env = {k: v for k, v in os.environ.items() if k.startswith("EMOTUNE_")} | numba_env()
+    # Never the storage URL: Ray logs a runtime_env in plain text; the URL travels as an argument.
+    env = {
+        k: v for k, v in os.environ.items() if k.startswith("EMOTUNE_") and k not in SECRET_ENV
+    } | numba_env()
     # A worker process that dies (OOM, kill -9) is restarted and its loop re-run; the trial it was
     # running is failed by heartbeat and retried with the same parameters. max_concurrency=2 lets
     # stop() reach a worker that is busy in run().
@@ -580,13 +600,14 @@ def run(
             sampler=sampler,
             deadline=deadline,
             heartbeat=st.heartbeat_settings(),
+            patience=patience,
         )
         for i in range(workers)
     ]
     data_ref = ray.put(prep.trial_data)  # once, through the object store
     ids = ray.get([a.whoami.remote() for a in actors])
     futures = [a.run.remote(data_ref) for a in actors]
-    monitor = _Progress(prep.url, prep.name, n_trials, enabled=progress)
+    monitor = _Progress(prep.url, prep.name, n_trials, enabled=progress, patience=patience)
     interrupted = False
     old = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -599,11 +620,17 @@ def run(
     except KeyboardInterrupt:
         interrupted = True
         _stop_workers(actors, futures, prep, ids)
-    except Exception:
+    except Exception as exc:
         try:
             _stop_workers(actors, futures, prep, ids)
-        except Exception as exc:  # the original error matters more
-            print(f"emotune: could not stop the workers cleanly: {exc}", file=sys.stderr)
+        except Exception as stop_exc:  # the original error matters more
+            reason = st.connection_reason(stop_exc)
+            print(f"emotune: could not stop the workers cleanly: {reason}", file=sys.stderr)
+        # A worker's error arrives as Ray's RayTaskError (its message the remote traceback, with
+        # colour codes): raise the cause's one line instead.
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, EmotuneError) and cause is not exc:
+            raise cause from None
         raise
     finally:
         signal.signal(signal.SIGTERM, old)
@@ -657,9 +684,12 @@ def _pid_alive(pid: int) -> bool:
 class _Progress:
     """A progress bar of finished trials and the best value, polled from the storage."""
 
-    def __init__(self, url: str, name: str, total: int, *, enabled: bool) -> None:
+    def __init__(self, url: str, name: str, total: int, *, enabled: bool, patience: float) -> None:
         self.eng = st.engine(url)
+        self.url = url
         self.name = name
+        self.patience = patience
+        self.lost = False
         self.bar = None
         if enabled:
             from tqdm import tqdm
@@ -670,7 +700,7 @@ class _Progress:
         self.last = 0.0
 
     def update(self) -> None:
-        if self.bar is None or time.time() - self.last < 1.0:
+        if time.time() - self.last < 1.0:
             return
         self.last = time.time()
         try:
@@ -683,12 +713,30 @@ class _Progress:
             )
             with self.eng.connect() as c:
                 done, best = c.execute(q, {"n": self.name}).one()
-        except Exception:
-            return  # the storage may be restarting; the workers handle it
+        except Exception as exc:
+            # The storage may be restarting; the workers wait for it. Say so once, at once.
+            if not self.lost and st._is_connection_error(exc):
+                self.lost = True
+                self._say(
+                    f"emotune: storage {st.redact(self.url)} unreachable, waiting up to {self.patience:g} s "
+                    f"(--storage-patience): {st.connection_reason(exc)}"
+                )
+            return
+        if self.lost:
+            self.lost = False
+            self._say(f"emotune: storage {st.redact(self.url)} is reachable again")
+        if self.bar is None:
+            return
         self.bar.n = min(int(done or 0), self.bar.total or 0)
         if best is not None:
             self.bar.set_postfix_str(f"best={best:.4f}", refresh=False)
         self.bar.refresh()
+
+    def _say(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr)
 
     def close(self) -> None:
         self.last = 0.0

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from emotune.features._errors import EmotuneError
 from emotune.features._home import emotune_home
+from emotune.search._urls import StorageError, mask_url, parse_url
 
 if TYPE_CHECKING:
     import optuna
@@ -43,40 +44,18 @@ CREATE TABLE IF NOT EXISTS emotune_blobs (
 """
 
 
-class StorageError(EmotuneError):
-    """The storage URL is wrong or the server cannot be reached."""
-
-
 def normalize_url(url: str) -> str:
-    """Return an SQLAlchemy URL that uses psycopg2 for PostgreSQL.
-
-    Users type plain ``postgresql://`` (or ``postgres://``) URLs; SQLAlchemy 2.1 would map those to
-    psycopg 3, which is not installed. Other drivers are refused.
+    """Return an SQLAlchemy URL that uses psycopg2 for PostgreSQL (see :func:`_urls.parse_url`).
 
     >>> normalize_url("postgresql://u@host:5432/db")
     'postgresql+psycopg2://u@host:5432/db'
     """
-    url = url.strip()
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg2://" + url[len(prefix) :]
-    if url.startswith("postgresql+psycopg2://"):
-        return url
-    scheme = url.split(":", 1)[0] if ":" in url else url
-    raise StorageError(
-        f"storage URL {redact(url)!r} is not PostgreSQL (scheme {scheme!r}): emotune needs "
-        "postgresql://user@host:port/db, or no --storage for the embedded server"
-    )
+    return parse_url(url)
 
 
 def redact(url: str) -> str:
     """The URL with any password replaced by ``***`` (passwords are never printed)."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url.split("@")[-1] if "@" in url else url
+    return mask_url(url)
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -166,6 +145,24 @@ def embedded_stop() -> bool:
         user=server.system_user,
     )
     return True
+
+
+def running_studies(url: str) -> dict[str, int]:
+    """Study name -> number of RUNNING trials, for every study on the storage that has any."""
+    import sqlalchemy
+
+    eng = sqlalchemy.create_engine(normalize_url(url), poolclass=sqlalchemy.pool.NullPool)
+    query = sqlalchemy.text(
+        "SELECT s.study_name, count(*) FROM trials t JOIN studies s ON s.study_id = t.study_id "
+        "WHERE t.state = 'RUNNING' GROUP BY s.study_name ORDER BY s.study_name"
+    )
+    try:
+        with eng.connect() as conn:
+            if not sqlalchemy.inspect(conn).has_table("trials"):
+                return {}
+            return {str(name): int(n) for name, n in conn.execute(query)}
+    finally:
+        eng.dispose()
 
 
 # --- engines, schema, storages ------------------------------------------------------------------
@@ -348,6 +345,19 @@ def _is_connection_error(exc: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+def connection_reason(exc: BaseException) -> str:
+    """A one-line cause of a database error: the driver's first line, password masked, no reprs.
+
+    >>> connection_reason(RuntimeError("server closed the connection unexpectedly\\nmore"))
+    'server closed the connection unexpectedly'
+    """
+    from emotune.search._urls import mask
+
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip()
+    return mask(text.splitlines()[0]) if text else type(orig).__name__
 
 
 def _says_connection(exc: BaseException) -> bool:

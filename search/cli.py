@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from emotune.features._errors import EmotuneError
+from emotune.search._cli_types import Parser
 
 _GROUPS = (
     "emotune.search._cli_features",
@@ -26,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The full parser with every command group that is installed."""
     import importlib
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="emotune",
         description="Distributed hyperparameter search for speech emotion recognition.",
         epilog="Example: emotune corpus synth demo-data && emotune features build demo-data",
@@ -51,23 +52,63 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `emotune` console script."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    quiet_library_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
+    ray_was_up = _ray_is_up()
     try:
         code = int(args.func(args) or 0)
     except EmotuneError as exc:
         if os.environ.get("EMOTUNE_DEBUG"):
-            import traceback
-
-            traceback.print_exc()
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"emotune: error: {message}", file=sys.stderr)
+            _print_traceback()
+        print(f"emotune: error: {one_line(exc)}", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:
         print("emotune: interrupted", file=sys.stderr)
         code = 130
+    except Exception:  # a bug: keep its traceback, but never a password
+        _print_traceback()
+        code = 1
+    finally:
+        if not ray_was_up and _ray_is_up():  # stop the Ray this command started, remove its session
+            from emotune.features._ray import ray_shutdown
+
+            ray_shutdown()
     sys.stdout.flush()
     return code
+
+
+def _ray_is_up() -> bool:
+    return "ray" in sys.modules and bool(sys.modules["ray"].is_initialized())
+
+
+def quiet_library_warnings() -> None:
+    """scikit-learn's UserWarnings (few class members for a split, feature names) are not for users.
+
+    emotune's own results say what matters (folds used, failed files); EMOTUNE_DEBUG shows them.
+    """
+    import warnings
+
+    if not os.environ.get("EMOTUNE_DEBUG"):
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"sklearn(\.|$)")
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an error's message: passwords masked, terminal colour codes removed."""
+    import re
+
+    from emotune.search._urls import mask
+
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(exc)).strip()
+    return mask(text.splitlines()[0]) if text else type(exc).__name__
+
+
+def _print_traceback() -> None:
+    import traceback
+
+    from emotune.search._urls import mask
+
+    sys.stderr.write(mask(traceback.format_exc()))
 
 
 if __name__ == "__main__":  # pragma: no cover

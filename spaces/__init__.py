@@ -15,6 +15,14 @@ Example:
 
 from __future__ import annotations
 
-from emotune.spaces._registry import SpaceError, accepts, describe, get, names
+from emotune.spaces._registry import (
+    USER_MODULE_PREFIX,
+    SpaceError,
+    accepts,
+    describe,
+    get,
+    load_file_as,
+    names,
+)
 
-__all__ = ["SpaceError", "accepts", "describe", "get", "names"]
+__all__ = ["USER_MODULE_PREFIX", "SpaceError", "accepts", "describe", "get", "load_file_as", "names"]

@@ -23,6 +23,7 @@ from emotune.features import FEATURE_SETS, EmotuneError
 
 _DIR = Path(__file__).resolve().parent
 _PACKAGE = __name__.rpartition(".")[0]  # "emotune.spaces"
+USER_MODULE_PREFIX = "_emotune_user_space_"  # module names of spaces imported from a file
 _REQUIRED = ("NAME", "suggest", "build")
 _DECLARED = ("NAME", "FEATURES", "ACCEPTS", "RESOURCES", "MAX_STEPS")
 DEFAULT_FEATURES = "classic"
@@ -152,7 +153,15 @@ def _load_file(path: Path) -> ModuleType:
         raise SpaceError(f"{path}: a space module must be a .py file")
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
     stem = re.sub(r"\W", "_", path.stem)
-    module_name = f"_emotune_user_space_{stem}_{digest}"
+    return load_file_as(path, f"{USER_MODULE_PREFIX}{stem}_{digest}")
+
+
+def load_file_as(path: Path, module_name: str) -> ModuleType:
+    """Import the space file ``path`` as ``module_name`` (once per process) and check the contract.
+
+    A model directory imports its own copy of a member's space this way, under the name the member's
+    classes were pickled with.
+    """
     module = sys.modules.get(module_name)
     if module is not None:
         return module

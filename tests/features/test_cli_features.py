@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -77,6 +80,34 @@ def test_bad_files_are_named_and_the_good_one_builds(
 
     strict = run_cli("features", "build", tmp_path / "bad", "--cache", cache, "--strict", "--json")
     assert strict.returncode == 1 and json.loads(strict.stdout)["failed"]
+
+
+def test_a_symlink_loop_fails_strict_and_the_local_ray_leaves_no_session(
+    run_cli, data_dir: Path, tmp_path: Path
+):
+    folder = tmp_path / "corpus" / "Actor_01"
+    folder.mkdir(parents=True)
+    for wav in sorted((data_dir / "ravdess" / "Actor_01").glob("*.wav"))[:3]:
+        (folder / wav.name).symlink_to(wav)
+    (folder / "loopA.wav").symlink_to("loopB.wav")
+    (folder / "loopB.wav").symlink_to("loopA.wav")
+    ray_tmp = Path(tempfile.mkdtemp(prefix="et-ray-", dir="/tmp"))  # short: Ray's socket paths
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_TMPDIR": str(ray_tmp)}
+    try:
+        proc = run_cli(
+            "features", "build", folder.parent, "--cache", tmp_path / "cache", "--json", "--strict",
+            "--num-cpus", "1", env=env,
+        )  # fmt: skip
+        assert proc.returncode == 1, proc.stderr
+        report = json.loads(proc.stdout)
+        assert report["built"] == 3
+        assert sorted(Path(f["path"]).name for f in report["failed"] if "loop" in f["reason"]) == [
+            "loopA.wav",
+            "loopB.wav",
+        ]
+        assert not list(ray_tmp.rglob("session_2*")), "the command left its Ray session folder behind"
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def test_nothing_buildable_is_an_error(run_cli, data_dir: Path, tmp_path: Path, ray_address: str):

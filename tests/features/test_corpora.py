@@ -419,6 +419,18 @@ def test_labels_csv_with_relative_paths_and_speakers(tmp_path: Path) -> None:
     assert under.unparsed == [(str(tmp_path / "clips" / "unlisted.wav"), "not listed in labels.csv")]
 
 
+def test_a_labels_csv_outside_the_data_names_its_files_and_the_missing_ones(tmp_path: Path) -> None:
+    touch(tmp_path, "data/a.wav", "data/sub/b.wav", "data/unlisted.wav")
+    labels = tmp_path / "elsewhere" / "labels.csv"
+    touch(tmp_path, "elsewhere/labels.csv", text="path,label\na.wav,angry\nsub/b.wav,sad\ngone.wav,calm\n")
+    result = scan([tmp_path / "data"], labels=labels)
+    assert {Path(row.path).name: row.emotion for row in result.rows} == {"a.wav": "angry", "b.wav": "sad"}
+    assert sorted(result.unparsed) == [
+        (str(tmp_path / "data" / "gone.wav"), "listed in labels.csv (line 4) but not found"),
+        (str(tmp_path / "data" / "unlisted.wav"), "not listed in labels.csv"),
+    ]
+
+
 def test_labels_csv_without_speaker_column(tmp_path: Path) -> None:
     touch(tmp_path, "x.wav")
     touch(tmp_path, "labels.csv", text="Path,Label\nx.wav,calm\n")
@@ -508,6 +520,23 @@ def test_symlink_loops_are_walked_once(tmp_path: Path) -> None:
     touch(tmp_path, "data/Actor_01/03-01-05-01-01-01-01.wav")
     (tmp_path / "data" / "Actor_01" / "loop").symlink_to(tmp_path / "data", target_is_directory=True)
     assert len(scan([tmp_path / "data"]).rows) == 1
+
+
+def test_a_bad_link_costs_only_itself_and_is_a_named_failure(tmp_path: Path) -> None:
+    actor = tmp_path / "data" / "Actor_01"
+    names = [f"03-01-0{e}-01-01-01-01.wav" for e in range(1, 9)]
+    touch(actor, *names)
+    (actor / "loopA.wav").symlink_to("loopB.wav")
+    (actor / "loopB.wav").symlink_to("loopA.wav")
+    (actor / "gone.wav").symlink_to("nowhere.wav")
+    (actor / "up").symlink_to(tmp_path / "data", target_is_directory=True)
+    result = scan([tmp_path / "data"])
+    assert sorted(by_name(result)) == names, "a bad link hid the rest of its folder"
+    reasons = {Path(path).name: reason for path, reason in result.failed}
+    assert set(reasons) == {"loopA.wav", "loopB.wav", "gone.wav", "up"}
+    assert "loop" in reasons["loopA.wav"] and "loop" in reasons["loopB.wav"] and "loop" in reasons["up"]
+    assert "dangling" in reasons["gone.wav"] and "nowhere.wav" in reasons["gone.wav"]
+    assert result.unparsed == []
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path: Path) -> None:

@@ -88,7 +88,11 @@ def test_study_survives_a_restart_of_the_embedded_server(home, ravdess, feature_
             time.sleep(0.5)
         else:
             raise AssertionError("no trial finished before the restart")
-        stop = subprocess.run([EMOTUNE, "storage", "stop"], capture_output=True, text=True, env=env)
+        refused = subprocess.run([EMOTUNE, "storage", "stop"], capture_output=True, text=True, env=env)
+        assert refused.returncode == 1 and "restart" in refused.stderr, refused.stderr
+        stop = subprocess.run(
+            [EMOTUNE, "storage", "stop", "--force"], capture_output=True, text=True, env=env
+        )
         assert stop.returncode == 0 and not st.embedded_status()["running"], stop.stderr
         time.sleep(2)
         start = subprocess.run([EMOTUNE, "storage", "start"], capture_output=True, text=True, env=env)
@@ -102,3 +106,53 @@ def test_study_survives_a_restart_of_the_embedded_server(home, ravdess, feature_
     assert states.count(S.COMPLETE) + states.count(S.PRUNED) == 5
     assert states.count(S.RUNNING) == 0
     st.embedded_stop()
+
+
+def test_storage_stop_refuses_while_a_study_has_running_trials(home):
+    env = {**dict(__import__("os").environ), "EMOTUNE_HOME": str(home)}
+    url = st.embedded_url(start=True)
+    st.ensure_schema(url)
+    study = optuna.create_study(study_name="busy", storage=url)
+    trial = study.ask()  # RUNNING until told
+    refused = subprocess.run([EMOTUNE, "storage", "stop"], capture_output=True, text=True, env=env)
+    assert refused.returncode == 1 and st.embedded_status()["running"]
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "busy (1 running)" in lines[0] and "--force" in lines[0]
+    study.tell(trial, 1.0)
+    study.ask()
+    forced = subprocess.run([EMOTUNE, "storage", "stop", "--force"], capture_output=True, text=True, env=env)
+    assert forced.returncode == 0 and not st.embedded_status()["running"], forced.stderr
+
+
+def test_a_search_whose_storage_goes_away_says_so_and_ends_in_one_line(
+    home, ravdess, feature_cache, search_env
+):
+    env = {**search_env, "EMOTUNE_HOME": str(home)}
+    cmd = [EMOTUNE, "search", SLOW_SPACE, "--study", "lost", "--data", str(ravdess), "--trials", "50",
+           "--pruner", "none", "--cache", str(feature_cache), "--storage-patience", "3"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        end = time.time() + 180
+        while time.time() < end and proc.poll() is None:
+            if st.embedded_status()["running"]:
+                try:
+                    study = optuna.load_study(study_name="lost", storage=st.embedded_url())
+                    if study.get_trials(deepcopy=False):
+                        break
+                except KeyError:
+                    pass
+            time.sleep(0.5)
+        else:
+            raise AssertionError("no trial started")
+        stop = subprocess.run(
+            [EMOTUNE, "storage", "stop", "--force"], capture_output=True, text=True, env=env
+        )
+        assert stop.returncode == 0, stop.stderr
+        _, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err
+    assert "unreachable, waiting up to 3 s" in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("emotune: error: storage postgresql") and "unreachable for 3 s" in last, err
+    assert "ray::" not in err and "\x1b[" not in last and "repr=" not in err

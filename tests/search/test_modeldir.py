@@ -222,3 +222,83 @@ def test_leftovers_of_a_live_writer_or_another_host_are_left_alone(tmp_path):
     md.recover(out)
     assert live.is_dir() and elsewhere.is_dir() and foreign.is_dir() and not dead.exists()
     assert md.verify(out)["note"] == "x"
+
+
+def _resign(out: Path, edit) -> None:
+    """Rewrite the manifest with ``edit`` and recompute its checksum, as an attacker would."""
+    manifest = json.loads((out / md.MANIFEST).read_text())
+    edit(manifest)
+    manifest["checksum"] = md.manifest_checksum(manifest)
+    (out / md.MANIFEST).write_text(json.dumps(manifest))
+
+
+_SPACE_SOURCE = textwrap.dedent(
+    """
+    import pathlib
+    pathlib.Path({marker!r}).write_text("imported")
+    NAME = "mine"
+    def suggest(trial):
+        return {{}}
+    def build(params, *, seed):
+        raise NotImplementedError
+    """
+)
+
+
+def test_a_space_file_outside_the_directory_is_never_imported(tmp_path, fitted):
+    voter, _ = fitted
+    marker = tmp_path / "ran"
+    outside = tmp_path / "evil_space.py"
+    outside.write_text(_SPACE_SOURCE.format(marker=str(marker)))
+    out = _write(tmp_path / "model", voter)
+    _resign(out, lambda m: m.update(members=[{"name": "m0", "space_path": str(outside)}]))
+    with pytest.raises(md.ModelDirError, match="does not hold"):
+        md.load(out, check_features=False)
+    assert not marker.exists(), "predict imported a file from outside the model directory"
+
+
+def test_a_member_space_is_imported_from_the_directory_copy(tmp_path, fitted):
+    voter, _ = fitted
+    marker = tmp_path / "ran"
+    module = "_emotune_user_space_mine_copytest0"
+    copy = f"space-{module}.py"
+    files = {md.VOTER_FILE: voter_bytes(voter), copy: _SPACE_SOURCE.format(marker=str(marker)).encode()}
+    member = {"name": "m0", "space_path": "/nowhere/mine.py", "space_file": copy, "space_module": module}
+    out = md.write(tmp_path / "model", files, {**_manifest(), "members": [member]})
+    md.load(out, check_features=False)
+    assert marker.exists() and Path(sys.modules[module].__file__).parent == out
+    (out / copy).write_text("print('changed')\n")  # the copy is covered by the checksums
+    with pytest.raises(md.ModelDirError, match="does not match its sha256"):
+        md.verify(out)
+
+
+def test_a_keyed_manifest_refuses_rewritten_files_and_checksums(tmp_path, fitted, monkeypatch):
+    voter, _ = fitted
+    monkeypatch.setenv("EMOTUNE_HOME", str(tmp_path / "home"))
+    unkeyed = _write(tmp_path / "unkeyed", voter)
+    monkeypatch.setenv(md.KEY_ENV, "k3y-for-this-test")
+    out = _write(tmp_path / "model", voter)
+    assert md.verify(out)["hmac"]
+    forged = voter_bytes(SoftVoter([("nb", GaussianNB())]).fit(*_xy(fitted)))
+    (out / md.VOTER_FILE).write_bytes(forged)
+    _resign(out, lambda m: m["files"].update({md.VOTER_FILE: md.sha256_bytes(forged)}))
+    with pytest.raises(md.ModelDirError, match="manifest key"):
+        md.verify(out)
+    with pytest.raises(md.ModelDirError, match="manifest key"):
+        md.verify(unkeyed)  # written without the key
+    monkeypatch.delenv(md.KEY_ENV)
+    md.verify(out)  # without a key the checksums alone are checked (documented)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / md.KEY_FILE).write_text("other key\n")
+    (home / md.KEY_FILE).chmod(0o644)
+    with pytest.raises(md.ModelDirError, match="readable by other users"):
+        md.verify(out)
+    (home / md.KEY_FILE).chmod(0o600)
+    with pytest.raises(md.ModelDirError, match="manifest key"):
+        md.verify(out)
+
+
+def _xy(fitted):
+    voter, X = fitted
+    return X, voter.predict(X)
