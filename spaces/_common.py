@@ -193,3 +193,28 @@ def accuracy(proba: np.ndarray, classes: np.ndarray, y_true: Any) -> float:
         proba = np.column_stack([1.0 - proba, proba])
     predicted = np.asarray(classes)[np.argmax(proba, axis=1)]
     return float(np.mean(predicted == np.asarray(y_true)))
+
+
+def epoch_hooks(max_steps: int) -> tuple[Callable[[], Any], Callable[..., Any]]:
+    """``pruner()`` and ``fit(...)`` of a deep space trained for at most ``max_steps`` epochs per fold.
+
+    ``pruner()``: successive halving on epochs (:func:`emotune.spaces._torch.successive_halving`).
+    ``fit(estimator, X, y, *, X_val, y_val, report)``: train, reporting the validation UAR after every
+    epoch (step = epoch, 0-based). torch is imported when they are called, not when the space is.
+    """
+
+    def pruner() -> Any:
+        from emotune.spaces import _torch
+
+        return _torch.successive_halving(max_steps)
+
+    def fit(estimator: Any, X: Any, y: Any, *, X_val: Any, y_val: Any, report: Report) -> Any:
+        from emotune.spaces import _torch
+
+        return _torch.fit_reporting(
+            estimator, X, y, X_val=X_val, y_val=y_val, report=report, max_steps=max_steps
+        )
+
+    pruner.__doc__ = f"Successive halving on epochs (at most {max_steps} per fold)."
+    fit.__doc__ = "Train, reporting the validation UAR after every epoch (step = epoch, 0-based)."
+    return pruner, fit

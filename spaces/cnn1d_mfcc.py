@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from emotune.spaces._common import epoch_hooks
 
-    import numpy as np
+if TYPE_CHECKING:
     import optuna
 
     from emotune.spaces._torch import TorchClassifier
@@ -99,23 +98,4 @@ def build(params: dict[str, Any], *, seed: int, n_classes: int | None = None) ->
     )
 
 
-def pruner() -> optuna.pruners.BasePruner:
-    """Successive halving on epochs (rungs at 4, 12, 36)."""
-    from emotune.spaces import _torch
-
-    return _torch.successive_halving(MAX_STEPS)
-
-
-def fit(
-    estimator: TorchClassifier,
-    X: np.ndarray,
-    y: np.ndarray,
-    *,
-    X_val: np.ndarray | None,
-    y_val: np.ndarray | None,
-    report: Callable[[int, float], None],
-) -> TorchClassifier:
-    """Train, reporting the validation UAR after every epoch (step = epoch, 0-based)."""
-    from emotune.spaces import _torch
-
-    return _torch.fit_reporting(estimator, X, y, X_val=X_val, y_val=y_val, report=report, max_steps=MAX_STEPS)
+pruner, fit = epoch_hooks(MAX_STEPS)
