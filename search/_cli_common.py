@@ -10,6 +10,28 @@ from collections.abc import Sequence
 from typing import Any
 
 
+def command(sub: Any, name: str, **kw: Any) -> argparse.ArgumentParser:
+    """A subcommand whose description and examples keep their line breaks (``help``, ``description``,
+    ``epilog`` and any other ``add_parser`` keyword as given)."""
+    return sub.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter, **kw)  # type: ignore[no-any-return]
+
+
+def run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The data and cluster settings ``search`` and ``evaluate`` share, as keyword arguments."""
+    return {
+        "target": args.target,
+        "protocol": args.protocol,
+        "metric": args.metric,
+        "seed": args.seed,
+        "speaker_norm": args.speaker_norm,
+        "corpus": args.corpus,
+        "labels": args.labels,
+        "cache_dir": args.cache,
+        "ray_address": args.ray_address,
+        "num_cpus": args.num_cpus,
+    }
+
+
 def add_storage(p: argparse.ArgumentParser) -> None:
     """``--storage URL`` (env EMOTUNE_STORAGE; default: the embedded PostgreSQL)."""
     p.add_argument(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from emotune.features._corpora import CORPORA
 from emotune.features._labels import SCHEMES
-from emotune.search._cli_common import add_storage, check_inputs, print_json
+from emotune.search._cli_common import add_storage, check_inputs, command, print_json, run_options
 from emotune.search._cli_types import FOLDS, POSITIVE, SEED, seconds
 
 _ENSEMBLE_EXAMPLE = """example:
@@ -35,8 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from emotune.search import _ensemble as ens
     from emotune.search import _evaluate as ev
 
-    raw = argparse.RawDescriptionHelpFormatter
-    p = sub.add_parser(
+    p = command(
+        sub,
         "ensemble",
         help="weighted soft voter from the best trials of studies",
         description="Take the best K complete trials of each study (all on one dataset, target, protocol and "
@@ -44,7 +44,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "replacement), refit the members on the whole training part, test once on the held-out split, and "
         "write a model directory (voter, manifest.json with checksums, confusion matrix).",
         epilog=_ENSEMBLE_EXAMPLE,
-        formatter_class=raw,
     )
     p.add_argument("studies", nargs="+", metavar="STUDY")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="model directory to write")
@@ -84,7 +83,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_storage(p)
     p.set_defaults(func=cmd_ensemble)
 
-    p = sub.add_parser(
+    p = command(
+        sub,
         "predict",
         help="classify audio files with a model directory",
         description="Label and class probabilities (unrounded) for each audio file, computed with exactly the "
@@ -94,7 +94,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "'speaker' (normalised with its speaker's files in this call, >= 5 of them), 'training' (with the "
         "training statistics), or 'none' (the model does not normalise).",
         epilog=_PREDICT_EXAMPLE,
-        formatter_class=raw,
     )
     p.add_argument("model", metavar="MODEL_DIR")
     p.add_argument("paths", nargs="+", metavar="FILE_OR_FOLDER")
@@ -108,7 +107,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--json", action="store_true", help="JSON list on stdout, nothing else there")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser(
+    p = command(
+        sub,
         "evaluate",
         help="nested, speaker-held-out evaluation of search + ensemble",
         description="Nested evaluation: for each outer fold of speakers, search the spaces on the other speakers "
@@ -118,7 +118,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         f"{ev.DEFAULT_TIMEOUT:g} s per search, {ev.DEFAULT_WORKERS} workers) finish on RAVDESS speech (1,440 "
         "files) within an hour on a 2-core machine.",
         epilog=_EVALUATE_EXAMPLE,
-        formatter_class=raw,
     )
     p.add_argument("data", nargs="+", metavar="DATA", help="corpus folders")
     p.add_argument(
@@ -192,14 +191,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_storage(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser(
+    p = command(
+        sub,
         "demo",
         help="the whole flow in a few minutes on the embedded storage",
         description="Synthetic corpus (or --data), features, three spaces (knn, logreg, mlp) searched with two "
         "workers on the embedded PostgreSQL, the weighted voter with its table and confusion matrix, best "
         "params exported as JSON, and predict on a few files. Ends with where everything was written.",
         epilog=_DEMO_EXAMPLE,
-        formatter_class=raw,
     )
     p.add_argument("--data", default=None, metavar="DIR", help="a corpus folder instead of the synthetic one")
     p.add_argument(
@@ -221,10 +220,8 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
         args.studies,
         args.out,
         top_k=args.top_k,
-        metric=args.metric,
         iterations=args.iterations,
         reroot=args.data,
-        cache_dir=args.cache,
         force=args.force,
         progress=not args.json,
         voter_kind=args.voter,
@@ -281,19 +278,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         timeout=args.timeout or None,
         workers=args.workers,
         top_k=args.top_k,
-        target=args.target,
-        protocol=args.protocol,
         metric=args.metric,
-        seed=args.seed,
-        speaker_norm=args.speaker_norm,
         features=args.features,
         voter=args.voter,
-        corpus=args.corpus,
-        labels=args.labels,
         cache_dir=args.cache,
-        ray_address=args.ray_address,
-        num_cpus=args.num_cpus,
         progress=True,  # on stderr, so --json output stays clean
+        **run_options(args),
     )
     if args.json:
         print_json(result.to_json())

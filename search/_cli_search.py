@@ -10,7 +10,7 @@ from typing import Any
 
 from emotune.features._corpora import CORPORA
 from emotune.features._labels import SCHEMES
-from emotune.search._cli_common import add_storage, check_inputs, print_json, table
+from emotune.search._cli_common import add_storage, check_inputs, print_json, run_options, table
 from emotune.search._cli_types import FOLDS, PORT, POSITIVE, SEED, seconds
 
 _SEARCH_EXAMPLE = """example:
@@ -215,19 +215,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         args.study,
         args.data,
         url=url,
-        target=args.target,
-        protocol=args.protocol,
-        metric=args.metric,
-        seed=args.seed,
         folds=args.folds,
         feature_set=args.feature_set,
-        speaker_norm=args.speaker_norm,
-        corpus=args.corpus,
-        labels=args.labels,
-        cache_dir=args.cache,
-        ray_address=args.ray_address,
-        num_cpus=args.num_cpus,
         progress=not args.json,
+        **run_options(args),
     )
     n_train, n_test = len(prep.data.train_index), len(prep.data.test_index)
     print(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from emotune.search._cli_common import add_storage, table
+from emotune.search._cli_common import add_storage, command, table
 
 _PLOT_EXAMPLE = """example:
   emotune plot ~/data/ravdess/Actor_02/03-01-05-02-01-01-02.wav --out figures/angry"""
@@ -22,30 +22,29 @@ _REPORT_EXAMPLE = """example:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register plot, explore and report."""
-    raw = argparse.RawDescriptionHelpFormatter
-    p = sub.add_parser(
+    p = command(
+        sub,
         "plot",
+        epilog=_PLOT_EXAMPLE,
         help="figures of one recording (waveform, spectrograms, spectrum, envelope, MFCC)",
         description="Draw one recording as the feature cache sees it (same decoding, same STFT): the waveform, "
         "the spectrogram with linear and with log frequency / dB, the log spectrum of the loudest frame, its "
         "spectral envelope (cepstral liftering) with the formant peaks marked, and the MFCCs. Writes one PNG per "
         "figure and recording.png with all of them.",
-        epilog=_PLOT_EXAMPLE,
-        formatter_class=raw,
     )
     p.add_argument("file", metavar="FILE", help="an audio file (WAV, AIFF, FLAC...)")
     p.add_argument("--out", default=".", metavar="DIR", help="folder for the PNGs (default: the current one)")
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser(
+    p = command(
+        sub,
         "explore",
+        epilog=_EXPLORE_EXAMPLE,
         help="PCA + KMeans view of a corpus and its class counts",
         description="Build any missing features through the cache, standardise them, cluster them with KMeans "
         "(as many clusters as classes) and project them to 2-D with PCA: points coloured by class, marked by "
         "cluster, class centroids labelled. Also counts files per class by corpus, speaker and gender. Prints "
         "the tables and the purity of the clusters against the classes.",
-        epilog=_EXPLORE_EXAMPLE,
-        formatter_class=raw,
     )
     p.add_argument("data", nargs="+", metavar="DATA", help="corpus folders or files")
     p.add_argument("--features", default="classic", metavar="SET", help="feature set (default classic)")
@@ -60,15 +59,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.set_defaults(func=cmd_explore)
 
-    p = sub.add_parser(
+    p = command(
+        sub,
         "report",
+        epilog=_REPORT_EXAMPLE,
         help="one self-contained HTML page for studies, a model directory or an evaluation",
         description="Write one HTML page (images embedded, opens offline) for study names, one ensemble's model "
         "directory, or one `evaluate --json` file: optimisation history and best so far, parameter importances "
         "(optuna.importance, fANOVA), pruned and complete trials by step, the train / CV / test table, "
         "confusion matrices, per-class recall and the voter's weights. Written atomically.",
-        epilog=_REPORT_EXAMPLE,
-        formatter_class=raw,
     )
     p.add_argument("sources", nargs="+", metavar="STUDY|MODEL_DIR|EVAL.json")
     p.add_argument("--out", required=True, metavar="HTML", help="the page to write")

@@ -17,10 +17,10 @@ from emotune.spaces._common import (
 )
 
 NAME = "lgbm"
+MAX_STEPS = 10  # validation reports per fit: one per tenth of the trial's boosting rounds
+RESOURCES = {"num_cpus": 1}
 FEATURES = "classic_stats"
 ACCEPTS = ("classic_stats", "classic")
-RESOURCES = {"num_cpus": 1}
-MAX_STEPS = 10  # validation reports per fit: one per tenth of the trial's boosting rounds
 MAX_BIN = 63  # histogram bins per feature: ~2x faster than 255 and ample for folds of <= ~1,500 rows
 
 
