@@ -38,6 +38,7 @@ from emotune.search._study import (
     study_data,
     study_data_from_json,
 )
+from emotune.search._supervise import WorkerWatch
 
 if TYPE_CHECKING:
     import optuna
@@ -303,6 +304,12 @@ class Worker:
     def whoami(self) -> str:
         return worker_id()
 
+    def node(self) -> str:
+        """The Ray node id of this worker."""
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
+
     def stop(self) -> None:
         self._stop.set()
 
@@ -342,8 +349,13 @@ class Worker:
                 except Exception:
                     pass  # a dropped connection released the lock already
 
+        from emotune.features._ray import node_name
+
+        node = node_name()
+
         def wrapped(trial: optuna.trial.Trial) -> float:
             release()  # the trial exists now: other workers may count it
+            trial.set_user_attr("node", node)
             last["failed"] = True
             try:
                 value = objective(trial)
@@ -502,13 +514,14 @@ def run(
         "runtime_env": {"env_vars": env},
         **resources,
     }
-    actors = [
-        actor_cls.options(**opts).remote(  # type: ignore[attr-defined]
+
+    def start(index: int) -> Any:
+        return actor_cls.options(**opts).remote(  # type: ignore[attr-defined]
             prep.url,
             prep.name,
             space_ref,
             n_trials=n_trials,
-            index=i,
+            index=index,
             seed=prep.spec.seed,
             metric=prep.spec.metric,
             pruner=pruner,
@@ -516,20 +529,33 @@ def run(
             deadline=deadline,
             heartbeat=st.heartbeat_settings(),
         )
-        for i in range(workers)
-    ]
+
+    actors = [start(i) for i in range(workers)]
     data_ref = ray.put(prep.trial_data)  # once, through the object store
     ids = ray.get([a.whoami.remote() for a in actors])
+    watch = WorkerWatch(actors, n_trials=n_trials, url=prep.url, name=prep.name)
     futures = [a.run.remote(data_ref) for a in actors]
     monitor = _Progress(prep.url, prep.name, n_trials, enabled=progress)
     interrupted = False
     old = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        pending = list(futures)
+        pending = dict(zip(futures, range(workers), strict=True))
         while pending:
-            done, pending = ray.wait(pending, timeout=0.5)
-            ray.get(done)  # re-raise a worker's error
+            done, _ = ray.wait(list(pending), timeout=0.5)
+            for ref in done:
+                i = pending.pop(ref)
+                try:
+                    ray.get(ref)  # re-raise a worker's error
+                except ray.exceptions.RayActorError as exc:  # its process or node is gone for good
+                    watch.lost(i, exc)
+                    actors[i] = start(watch.next_index())
+                    watch.started(i, actors[i])
+                    pending[actors[i].run.remote(data_ref)] = i
+                    futures.append(next(reversed(pending)))
+                else:
+                    ray.kill(actors[i])  # done: free its resources for a worker still to be placed
+            watch.poll(pending)
             monitor.update()
     except KeyboardInterrupt:
         interrupted = True
@@ -544,6 +570,7 @@ def run(
         signal.signal(signal.SIGTERM, old)
         monitor.update()
         monitor.close()
+        watch.close()
         for a in actors:
             ray.kill(a)
     summary = st.retry_db(study_summary, prep.url, prep.name)
