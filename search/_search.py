@@ -328,7 +328,8 @@ class Worker:
         )
         study_id = study._study_id
         eng = st.engine(self.url)
-        blob_eng = st.engine(self.url)
+        # Blobs go through the storage's own pool (trials and heartbeats): 3 connections a worker.
+        blob_eng = storage.engine
         key = slot_key(self.study_name)
         held = {"lock": False}
         last: dict[str, Any] = {}
@@ -421,7 +422,6 @@ class Worker:
             finally:
                 release()
         eng.dispose()
-        blob_eng.dispose()
         return {"worker": worker_id(), "ran": ran}
 
 

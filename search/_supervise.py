@@ -39,9 +39,9 @@ class WorkerWatch:
         self.actors = actors
         self.n_trials = n_trials
         self.url, self.name = url, name
-        self.where = dict(enumerate(ray.get([a.node.remote() for a in actors])))
+        self.where = dict(enumerate(ray.get([a.node.remote() for a in actors])))  # i -> node id
+        self.names: dict[str, str] = {}  # node id -> node name
         self.alive = self._alive_nodes()
-        self.names: dict[str, str] = {}
         self.reported: set[str] = set()
         self.replaced = 0
         self.index = len(actors)
