@@ -551,8 +551,9 @@ def run(
                     watch.lost(i, exc)
                     actors[i] = start(watch.next_index())
                     watch.started(i, actors[i])
-                    pending[actors[i].run.remote(data_ref)] = i
-                    futures.append(next(reversed(pending)))
+                    ref = actors[i].run.remote(data_ref)
+                    pending[ref] = i
+                    futures.append(ref)
                 else:
                     ray.kill(actors[i])  # done: free its resources for a worker still to be placed
             watch.poll(pending)
