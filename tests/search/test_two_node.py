@@ -21,7 +21,10 @@ from pathlib import Path
 import optuna
 import psutil
 import pytest
+import sqlalchemy
 from test_search import _counts, _study  # the same helpers, from the one-node search tests
+
+from emotune.search._storage import normalize_url
 
 pytestmark = pytest.mark.two_node
 
@@ -251,16 +254,15 @@ def test_driver_and_cluster_on_different_token_auth_is_a_one_line_error(
             os.killpg(head.pid, signal.SIGKILL)
 
 
-def _running_on_second(pg_url: str, name: str):
+def _running_on_second(storage: optuna.storages.RDBStorage, name: str):
+    """A RUNNING trial (with params) on the second node; one storage for every poll, so that
+    polling holds one small pool, not a new pool each time (PostgreSQL is shared)."""
     try:
-        study = _study(pg_url, name)
-    except KeyError:
+        study = optuna.load_study(study_name=name, storage=storage)
+        trials = study.get_trials(deepcopy=False, states=(S.RUNNING,))
+    except (KeyError, sqlalchemy.exc.OperationalError):
         return None
-    running = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(S.RUNNING,))
-        if t.user_attrs.get("node") == "second" and t.params
-    ]
+    running = [t for t in trials if t.user_attrs.get("node") == "second" and t.params]
     return running[0] if running else None
 
 
@@ -276,9 +278,14 @@ def test_losing_the_second_node_mid_study_still_reaches_exactly_n(
     try:
         end = time.time() + 300
         victim = None
+        poll = optuna.storages.RDBStorage(
+            normalize_url(pg_url),
+            engine_kwargs={"pool_size": 2, "max_overflow": 0},  # Optuna 5 needs 2
+        )
         while victim is None and time.time() < end and proc.poll() is None:
-            victim = _running_on_second(pg_url, study_name)
-            time.sleep(0.3)
+            victim = _running_on_second(poll, study_name)
+            time.sleep(0.5)
+        poll.engine.dispose()
         assert victim is not None, "no trial ever ran on the second node"
         assert cluster.kill_second() > 0
         _, err = proc.communicate(timeout=600)
