@@ -468,6 +468,8 @@ class BuildReport:
             included), ``compute`` (from Ray being up until the last result is committed), ``total``; ``worker_cpu`` sums the
             CPU seconds of the Ray tasks. Phases that did not happen are absent.
         sets: The names of the feature sets built, in order.
+        nodes: Files computed now per Ray node (its node name: the node's IP address unless
+            ``ray start --node-name`` says otherwise); empty when nothing was computed.
     """
 
     files: int
@@ -479,6 +481,7 @@ class BuildReport:
     hashes: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     sets: list[str] = field(default_factory=list)
+    nodes: dict[str, int] = field(default_factory=dict)
 
 
 def _resolve_params(
@@ -629,6 +632,7 @@ class _Build:
         self.timings = timings
         self.failed: dict[str, str] = {}  # path -> reason
         self.built: set[str] = set()
+        self.nodes: dict[str, int] = {}  # Ray node name -> files computed there
 
     def run(self, paths: list[str]) -> BuildReport:
         t = time.perf_counter()
@@ -659,6 +663,7 @@ class _Build:
             hashes={s.path: s.sha for s in states if s.sha},
             timings=self.timings,
             sets=[p["set"] for p in self.plist],
+            nodes=dict(sorted(self.nodes.items())),
         )
 
     def _hash(self, unknown: list[_FileState]) -> list[_FileState]:
@@ -723,7 +728,7 @@ class _Build:
             by_sets.setdefault(job.sets, []).append(job)
         batches = [group[i : i + size] for group in by_sets.values() for i in range(0, len(group), size)]
         ship_bytes = not is_single_node()
-        task = ray.remote(num_cpus=1, max_retries=2)(_extract_batch)
+        task = ray.remote(num_cpus=1, max_retries=2)(_extract_batch_here)
         params_refs = {sets: ray.put([self.plist[i] for i in sets]) for sets in by_sets}
         # A task with a network to run (vgg16_bottleneck) gets its share of the cluster's GPUs, if
         # any: Ray hides the GPUs from tasks that ask for none.
@@ -757,8 +762,9 @@ class _Build:
         done, _ = ray.wait(list(pending), num_returns=1)
         for ref in done:
             batch = pending.pop(ref)
-            results, cpu = ray.get(ref)
+            results, cpu, node = ray.get(ref)
             self._commit(batch, results)
+            self.nodes[node] = self.nodes.get(node, 0) + len(batch)
             self.timings["worker_cpu"] = self.timings.get("worker_cpu", 0.0) + cpu
             bar.update(len(batch))
 
@@ -813,6 +819,16 @@ class _Job:
     sha: str | None
     states: list[_FileState]
     sets: tuple[int, ...]
+
+
+def _extract_batch_here(
+    items: list[tuple[str, bytes | None]], params: list[dict[str, Any]], vgg16_weights: str | None = None
+) -> tuple[list[tuple[Any, ...]], float, str]:
+    """:func:`_extract_batch` as a Ray task: its results, CPU seconds, and the name of its node."""
+    from emotune.features._ray import node_name
+
+    results, cpu = _extract_batch(items, params, vgg16_weights)
+    return results, cpu, node_name()
 
 
 def _read_or_none(path: str) -> bytes | None:

@@ -34,12 +34,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from emotune.features._home import emotune_home
 
-__all__ = ["auth_mode", "is_single_node", "numba_env", "ray_init", "ray_shutdown"]
+__all__ = ["auth_mode", "is_single_node", "node_name", "numba_env", "ray_init", "ray_shutdown"]
 
 _AUTH_ENV = "RAY_AUTH_MODE"
 # Environment variables that may hold a secret (a storage password, a manifest key): never handed to
@@ -47,6 +49,7 @@ _AUTH_ENV = "RAY_AUTH_MODE"
 # Set (to anything) to keep the session folder (logs) of a local cluster after the command ends.
 KEEP_LOGS_ENV = "EMOTUNE_KEEP_RAY_LOGS"
 SECRET_ENV = frozenset({"EMOTUNE_STORAGE", "EMOTUNE_MANIFEST_KEY"})
+_NODE_NAMES: dict[str, str] = {}
 
 
 def numba_env() -> dict[str, str]:
@@ -124,7 +127,84 @@ def ray_init(address: str | None = None, *, num_cpus: int | None = None) -> None
         finally:
             os.environ.update(hidden)
     else:
-        ray.init(address=address, runtime_env={"env_vars": env}, **kwargs)
+        _attach(address, env, kwargs)
+
+
+_AUTH_HINT = (
+    "every node and driver of a cluster needs the same RAY_AUTH_MODE: with token authentication, set "
+    "RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)"
+)
+
+
+def _attach(address: str, env: dict[str, str], kwargs: dict[str, Any]) -> None:
+    """``ray.init`` on a running cluster, with a token-authentication mismatch as a one-line error.
+
+    A driver without the token is refused by a cluster that requires one: Ray's core logs the refusal
+    on stderr (captured here, shown again when it is something else) and ``ray.init`` gives up with a
+    ConnectionError. A driver with a token on a cluster without authentication connects, but its
+    tasks never run: one empty task tells.
+    """
+    import ray
+
+    from emotune.features._errors import FeatureError
+
+    mode = os.environ.get(_AUTH_ENV, "")
+    with tempfile.TemporaryFile() as log:
+        saved = os.dup(2)
+        sys.stderr.flush()
+        os.dup2(log.fileno(), 2)
+        try:
+            ray.init(address=address, runtime_env={"env_vars": env}, **kwargs)
+            error = None
+        except ConnectionError as exc:
+            error = exc
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+        log.seek(0)
+        said = log.read().decode(errors="replace")
+    if error is not None:
+        if "InvalidAuthToken" in said or "Unauthenticated" in said:
+            raise FeatureError(
+                f"the Ray cluster at {address} refused this driver (RAY_AUTH_MODE={mode}): {_AUTH_HINT}"
+            ) from None
+        sys.stderr.write(said)
+        raise FeatureError(
+            f"cannot attach to the Ray cluster at {address}: {error}".splitlines()[0]
+        ) from None
+    sys.stderr.write(said)
+    if mode == "token":
+        try:
+            probe: Any = ray.remote(num_cpus=0)(_Ping)
+            actor = probe.remote()
+            ray.get(actor.ping.remote(), timeout=300)
+            ray.kill(actor)
+        except Exception:
+            ray.shutdown()
+            raise FeatureError(
+                f"the Ray cluster at {address} starts no actor of this driver (RAY_AUTH_MODE=token here): if its "
+                f"nodes run without authentication, set RAY_AUTH_MODE=disabled; else {_AUTH_HINT}"
+            ) from None
+
+
+class _Ping:
+    def ping(self) -> int:
+        return 1
+
+
+def node_name() -> str:
+    """The name of the Ray node this process runs on (its IP address unless ``ray start
+    --node-name`` named it); ``"?"`` outside Ray."""
+    import ray
+
+    if not ray.is_initialized():
+        return "?"
+    here = ray.get_runtime_context().get_node_id()
+    if here not in _NODE_NAMES:  # a process never moves: ask the cluster once
+        names = {n["NodeID"]: str(n.get("NodeName") or n.get("NodeManagerAddress")) for n in ray.nodes()}
+        _NODE_NAMES[here] = names.get(here) or here
+    return _NODE_NAMES[here]
 
 
 def is_single_node() -> bool:

@@ -181,6 +181,7 @@ def _build(args: argparse.Namespace) -> int:
             "failed": report.failed,
             "cache": report.cache,
             "sets": report.sets,
+            "nodes": report.nodes,
             "unparsed": [{"path": p, "reason": r} for p, r in report.unparsed],
             "timings": {k: round(v, 4) for k, v in report.timings.items()},
         }
@@ -216,6 +217,8 @@ def _summary(report: Any) -> None:
         f"{report.timings.get('cli', report.timings.get('total', 0.0)):.1f}",
     ]
     print(table(["sets", "files", "built", "cached", "failed", "unparsed", "seconds"], [row]), file=err)
+    if len(report.nodes) > 1:
+        print("files per node: " + ", ".join(f"{k}: {v}" for k, v in report.nodes.items()), file=err)
     print(f"cache: {report.cache}", file=err)
 
 

@@ -40,6 +40,7 @@ from emotune.search._study import (
     study_data,
     study_data_from_json,
 )
+from emotune.search._supervise import WorkerWatch
 
 if TYPE_CHECKING:
     import optuna
@@ -376,6 +377,12 @@ class Worker:
     def whoami(self) -> str:
         return worker_id()
 
+    def node(self) -> str:
+        """The Ray node id of this worker."""
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
+
     def stop(self) -> None:
         self._stop.set()
 
@@ -394,7 +401,8 @@ class Worker:
         )
         study_id = study._study_id
         eng = st.engine(self.url)
-        blob_eng = st.engine(self.url)
+        # Blobs go through the storage's own pool (trials and heartbeats): 3 connections a worker.
+        blob_eng = storage.engine
         key = slot_key(self.study_name)
         held = {"lock": False}
         last: dict[str, Any] = {}
@@ -415,8 +423,13 @@ class Worker:
                 except Exception:
                     pass  # a dropped connection released the lock already
 
+        from emotune.features._ray import node_name
+
+        node = node_name()
+
         def wrapped(trial: optuna.trial.Trial) -> float:
             release()  # the trial exists now: other workers may count it
+            trial.set_user_attr("node", node)
             last["failed"] = True
             try:
                 value = objective(trial)
@@ -481,7 +494,6 @@ class Worker:
             finally:
                 release()
         eng.dispose()
-        blob_eng.dispose()
         return {"worker": worker_id(), "ran": ran}
 
 
@@ -587,13 +599,14 @@ def run(
         "runtime_env": {"env_vars": env},
         **resources,
     }
-    actors = [
-        actor_cls.options(**opts).remote(  # type: ignore[attr-defined]
+
+    def start(index: int) -> Any:
+        return actor_cls.options(**opts).remote(  # type: ignore[attr-defined]
             prep.url,
             prep.name,
             space_ref,
             n_trials=n_trials,
-            index=i,
+            index=index,
             seed=prep.spec.seed,
             metric=prep.spec.metric,
             pruner=pruner,
@@ -602,20 +615,34 @@ def run(
             heartbeat=st.heartbeat_settings(),
             patience=patience,
         )
-        for i in range(workers)
-    ]
+
+    actors = [start(i) for i in range(workers)]
     data_ref = ray.put(prep.trial_data)  # once, through the object store
     ids = ray.get([a.whoami.remote() for a in actors])
+    watch = WorkerWatch(actors, n_trials=n_trials, url=prep.url, name=prep.name)
     futures = [a.run.remote(data_ref) for a in actors]
     monitor = _Progress(prep.url, prep.name, n_trials, enabled=progress, patience=patience)
     interrupted = False
     old = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        pending = list(futures)
+        pending = dict(zip(futures, range(workers), strict=True))
         while pending:
-            done, pending = ray.wait(pending, timeout=0.5)
-            ray.get(done)  # re-raise a worker's error
+            done, _ = ray.wait(list(pending), timeout=0.5)
+            for ref in done:
+                i = pending.pop(ref)
+                try:
+                    ray.get(ref)  # re-raise a worker's error
+                except ray.exceptions.RayActorError as exc:  # its process or node is gone for good
+                    watch.lost(i, exc)
+                    actors[i] = start(watch.next_index())
+                    watch.started(i, actors[i])
+                    ref = actors[i].run.remote(data_ref)
+                    pending[ref] = i
+                    futures.append(ref)
+                else:
+                    ray.kill(actors[i])  # done: free its resources for a worker still to be placed
+            watch.poll(pending)
             monitor.update()
     except KeyboardInterrupt:
         interrupted = True
@@ -636,6 +663,7 @@ def run(
         signal.signal(signal.SIGTERM, old)
         monitor.update()
         monitor.close()
+        watch.close()
         for a in actors:
             ray.kill(a)
     summary = st.retry_db(study_summary, prep.url, prep.name)
