@@ -96,8 +96,8 @@ def main() -> int:
     from sklearn.preprocessing import LabelEncoder
 
     from emotune.features import build, load, scan, speaker_normalize
-    from emotune.search._evaluate import evaluate
     from emotune.search._storage import resolve_url
+    from emotune.search.vote._evaluate import evaluate
 
     t0 = time.perf_counter()
     rows = scan(args.data).rows

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from emotune.search import _storage as st
-from emotune.search._cli_common import json_clean
 from emotune.search._study import StudyError
+from emotune.search._text import json_clean
 
 
 def library_versions() -> dict[str, str]:

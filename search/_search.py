@@ -360,18 +360,10 @@ class Worker:
         heartbeat: tuple[int, int],
         patience: float = STORAGE_PATIENCE_S,
     ) -> None:
-        self.url = url
-        self.patience = patience
-        self.study_name = study_name
-        self.space_ref = space_ref
-        self.n_trials = n_trials
-        self.index = index
-        self.seed = seed
-        self.metric = metric
-        self.pruner = pruner
-        self.sampler = sampler
-        self.deadline = deadline
-        self.heartbeat = heartbeat
+        self.url, self.study_name, self.space_ref = url, study_name, space_ref
+        self.n_trials, self.index, self.seed, self.metric = n_trials, index, seed, metric
+        self.pruner, self.sampler, self.deadline = pruner, sampler, deadline
+        self.heartbeat, self.patience = heartbeat, patience
         self._stop = threading.Event()
 
     def whoami(self) -> str:

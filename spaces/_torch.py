@@ -694,7 +694,7 @@ class FirstFoldPruner(optuna.pruners.BasePruner):
 
     The search objective numbers steps ``fold * max_steps + epoch`` and also asks the pruner after
     every fold. Deep trials are pruned on the first fold's learning curve; a trial that survives it
-    runs every fold, so its out-of-fold probabilities exist (DESIGN.md, Data flow 6). Without this
+    runs every fold, so its out-of-fold probabilities exist. Without this
     guard, successive halving's later rungs (108, 324 ... steps) would prune survivors mid-CV.
     """
 

@@ -105,7 +105,7 @@ td:first-child,th:first-child{text-align:left}img{max-width:100%;height:auto;dis
 
 def render(title: str, sections: Sequence[Section], *, subtitle: str = "") -> str:
     """The page: a title, a line of metadata, then every section."""
-    from emotune.search.cli import _version
+    from emotune.search._text import emotune_version
 
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
@@ -113,7 +113,7 @@ def render(title: str, sections: Sequence[Section], *, subtitle: str = "") -> st
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f'<p class="meta">{html.escape(subtitle)} Made by emotune {html.escape(_version())} on {stamp}.</p>',
+        f'<p class="meta">{html.escape(subtitle)} Made by emotune {html.escape(emotune_version())} on {stamp}.</p>',
     ]
     for s in sections:
         parts.append(f"<section><h2>{html.escape(s.title)}</h2>")
@@ -227,8 +227,8 @@ def study_section(url: str, name: str) -> Section:
     import optuna
     from optuna.visualization import matplotlib as ovm
 
-    from emotune.search._ensemble import metrics as score_metrics
     from emotune.search._search import load_oof, open_study
+    from emotune.search.vote._ensemble import metrics as score_metrics
 
     study, spec, data = open_study(url, name)
     trials = study.get_trials(deepcopy=False)
@@ -397,8 +397,8 @@ def model_dir_page(model_dir: str | os.PathLike[str], *, url: str | None = None)
     With ``url`` (a storage), the studies the voter came from are drawn too; one that is gone from
     the storage is named and skipped.
     """
-    from emotune.search import _modeldir
     from emotune.search._study import StudyError
+    from emotune.search.vote import _modeldir
 
     manifest = _modeldir.verify(model_dir)
     sections = ensemble_sections(manifest)

@@ -269,7 +269,7 @@ def test_a_bad_space_or_data_path_starts_no_embedded_server(argv, data_dir, monk
 
 
 def test_a_file_name_that_is_not_utf8_maps_back_to_its_file_from_json(tmp_path, capsys):
-    from emotune.search._cli_common import print_json
+    from emotune.search.cli._common import print_json
 
     raw = os.fsencode(tmp_path) + b"/caf\xe9-\xff.wav"
     Path(os.fsdecode(raw)).write_bytes(b"not audio")

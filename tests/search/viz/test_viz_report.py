@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from browser import open_page
 
-from emotune.search import _modeldir as md
 from emotune.search import _search
 from emotune.search._export import delete_study
 from emotune.search.viz import report
+from emotune.search.vote import _modeldir as md
 
 ARTEFACTS = Path(__file__).resolve().parents[3] / ".emotune" / "artefacts"
 

@@ -1,7 +1,7 @@
 """Classify audio files with a model directory: labels and unrounded class probabilities.
 
 Features are computed from the audio with exactly the parameters stored in the manifest (no feature
-cache involved), one decode per file. Speaker normalisation follows DESIGN.md (data flow 3): when a
+cache involved), one decode per file. Speaker normalisation (see the README): when a
 member was trained on per-speaker z-scored features, the files given in the same call are grouped
 by speaker (when the corpus reader can name the speaker from the file name) and a speaker with at
 least :data:`MIN_SPEAKER_FILES` readable files is normalised with its own statistics
@@ -234,7 +234,7 @@ def predict(
         PredictError: ``window`` is not positive.
     """
     from emotune.features import AudioError, FeatureError
-    from emotune.search._modeldir import load
+    from emotune.search.vote._modeldir import load
 
     if window is not None and not window > 0:
         raise PredictError(f"--window {window}: must be a positive number of seconds")

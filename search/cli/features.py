@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from emotune.features._corpora import CORPORA
-from emotune.search._cli_types import POSITIVE, SEED, integer
+from emotune.search.cli.options import POSITIVE, SEED, integer
 
 _START = time.perf_counter()  # close to process start: the CLI imports this module first thing
 
@@ -200,7 +200,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _summary(report: Any) -> None:
-    from emotune.search._cli_common import table
+    from emotune.search._text import table
 
     err = sys.stderr
     for path, reason in report.unparsed:

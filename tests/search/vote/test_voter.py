@@ -15,7 +15,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from emotune.search._objective import score
-from emotune.search._voter import SoftVoter, blend, greedy_selection, normalize_weights
+from emotune.search.vote._voter import SoftVoter, blend, greedy_selection, normalize_weights
 
 
 def _data(seed: int = 0, n: int = 120):

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emotune.search import _modeldir as md
 from emotune.search import _search
-from emotune.search._ensemble import open_studies, top_candidates
 from emotune.search._export import delete_study
 from emotune.search._objective import score
-from emotune.search._voter import blend, greedy_selection
+from emotune.search.vote import _modeldir as md
+from emotune.search.vote._ensemble import open_studies, top_candidates
+from emotune.search.vote._voter import blend, greedy_selection
 
 
 def _make_study(
@@ -147,7 +147,7 @@ def test_studies_on_another_split_are_refused(
 _KILLED_ENSEMBLE = textwrap.dedent(
     """
     import os, pathlib, signal, sys
-    from emotune.search import _modeldir as md
+    from emotune.search.vote import _modeldir as md
     from emotune.search.cli import main
 
     when = sys.argv[1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from emotune.search._cli_common import add_storage, command, table
+from emotune.search.cli._common import add_storage, command, table
 
 _PLOT_EXAMPLE = """example:
   emotune plot ~/data/ravdess/Actor_02/03-01-05-02-01-01-02.wav --out figures/angry"""

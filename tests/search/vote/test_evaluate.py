@@ -9,9 +9,9 @@ import optuna
 import pytest
 from browser import open_page
 
-from emotune.search import _evaluate as ev
 from emotune.search import _search
-from emotune.search._evaluate import outer_folds
+from emotune.search.vote import _evaluate as ev
+from emotune.search.vote._evaluate import outer_folds
 
 
 def test_outer_folds_actor_hold_out_whole_speakers_of_both_genders():

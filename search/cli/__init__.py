@@ -13,13 +13,14 @@ import sys
 from collections.abc import Sequence
 
 from emotune.features._errors import EmotuneError
-from emotune.search._cli_types import Parser
+from emotune.search._text import emotune_version
+from emotune.search.cli.options import Parser
 
 _GROUPS = (
-    "emotune.search._cli_features",
-    "emotune.search._cli_search",
-    "emotune.search._cli_model",
-    "emotune.search._cli_viz",
+    "emotune.search.cli.features",
+    "emotune.search.cli.search",
+    "emotune.search.cli.model",
+    "emotune.search.cli.figures",
 )
 
 
@@ -32,21 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Distributed hyperparameter search for speech emotion recognition.",
         epilog="Example: emotune corpus synth demo-data && emotune features build demo-data",
     )
-    parser.add_argument("--version", action="version", version=f"emotune {_version()}")
+    parser.add_argument("--version", action="version", version=f"emotune {emotune_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in _GROUPS:
         importlib.import_module(name).register(sub)
     return parser
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("emotune")
-    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-        return "0+unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """The stacked voter, and the choice between it and greedy weights on out-of-fold data only.
 
-:class:`StackedVoter` is a :class:`~emotune.search._voter.SoftVoter` whose blend is learned: a
+:class:`StackedVoter` is a :class:`~emotune.search.vote._voter.SoftVoter` whose blend is learned: a
 regularised multinomial logistic regression (the meta-model) reads the log-probabilities of every
 member and returns the class probabilities (Wolpert's stacked generalisation, as auto-sklearn and
 AutoGluon's stackers do it). The meta-model is fit on the members' *out-of-fold* probabilities from
@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from emotune.search._objective import score
-from emotune.search._voter import SoftVoter, blend, greedy_selection
+from emotune.search.vote._voter import SoftVoter, blend, greedy_selection
 
 __all__ = ["STACK_C", "VOTERS", "StackedVoter", "VoterChoice", "choose_voter", "fit_meta"]
 

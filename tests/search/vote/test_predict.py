@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from emotune.features import load
-from emotune.search import _modeldir as md
 from emotune.search import _search
-from emotune.search._ensemble import build_ensemble
 from emotune.search._export import delete_study
-from emotune.search._predict import predict, windows_of
+from emotune.search.vote import _modeldir as md
+from emotune.search.vote._ensemble import build_ensemble
+from emotune.search.vote._predict import predict, windows_of
 
 CLASSES8 = {"neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"}
 

@@ -14,9 +14,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import GaussianNB
 
 from emotune.features import feature_params
-from emotune.search import _modeldir as md
-from emotune.search._ensemble import voter_bytes
-from emotune.search._voter import SoftVoter
+from emotune.search.vote import _modeldir as md
+from emotune.search.vote._ensemble import voter_bytes
+from emotune.search.vote._voter import SoftVoter
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_feature_parameters_must_match_this_emotune():
 _KILLER = textwrap.dedent(
     """
     import os, pathlib, signal, sys
-    from emotune.search import _modeldir as md
+    from emotune.search.vote import _modeldir as md
 
     out, payload, note, kill_at, force = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5] == "1"
     steps = [0]

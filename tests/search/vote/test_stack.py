@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from emotune.search._ensemble import Candidate, fit_and_score
-from emotune.search._stack import StackedVoter, choose_voter, fit_meta
 from emotune.search._study import StudySpec
+from emotune.search.vote._ensemble import Candidate, fit_and_score
+from emotune.search.vote._stack import StackedVoter, choose_voter, fit_meta
 
 
 def _folds(n: int, k: int = 3) -> list[tuple[np.ndarray, np.ndarray]]:

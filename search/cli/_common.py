@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+from emotune.search._text import json_clean, table
+
+__all__ = ["add_storage", "check_inputs", "command", "json_clean", "print_json", "run_options", "table"]
 
 
 def command(sub: Any, name: str, **kw: Any) -> argparse.ArgumentParser:
@@ -60,46 +63,6 @@ def check_inputs(spaces: Sequence[str], data: Sequence[str]) -> None:
             raise FeatureError(f"{path}: no such file or folder")
 
 
-def json_clean(obj: Any) -> Any:
-    """numpy scalars and arrays, tuples and paths as plain JSON values."""
-    import numpy as np
-
-    if isinstance(obj, dict):
-        out = {str(k): json_clean(v) for k, v in obj.items()}
-        path = obj.get("path")
-        if isinstance(path, str) and not _is_unicode(path):
-            # A file name that is not UTF-8 comes out of JSON as lone surrogates, which most readers
-            # cannot map back to the file: its exact bytes go with it, in hex.
-            out["path_hex"] = os.fsencode(path).hex()
-        return out
-    if isinstance(obj, list | tuple):
-        return [json_clean(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, float | int | str | bool) or obj is None:
-        return obj
-    return str(obj)
-
-
-def _is_unicode(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def print_json(obj: Any) -> None:
     """Machine-readable output: JSON on stdout and nothing else there."""
     sys.stdout.write(json.dumps(json_clean(obj), indent=2) + "\n")
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain aligned text table."""
-    cells = [[str(h) for h in header]] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)

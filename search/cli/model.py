@@ -8,8 +8,8 @@ from pathlib import Path
 
 from emotune.features._corpora import CORPORA
 from emotune.features._labels import SCHEMES
-from emotune.search._cli_common import add_storage, check_inputs, command, print_json, run_options
-from emotune.search._cli_types import FOLDS, POSITIVE, SEED, seconds
+from emotune.search.cli._common import add_storage, check_inputs, command, print_json, run_options
+from emotune.search.cli.options import FOLDS, POSITIVE, SEED, seconds
 
 _ENSEMBLE_EXAMPLE = """example:
   emotune ensemble mlp-ravdess knn-ravdess xgb-ravdess --out models/ravdess --top-k 3
@@ -32,8 +32,8 @@ _DEMO_EXAMPLE = """example:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register the model commands."""
-    from emotune.search import _ensemble as ens
-    from emotune.search import _evaluate as ev
+    from emotune.search.vote import _ensemble as ens
+    from emotune.search.vote import _evaluate as ev
 
     p = command(
         sub,
@@ -212,8 +212,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
-    from emotune.search import _ensemble as ens
     from emotune.search._storage import resolve_url
+    from emotune.search.vote import _ensemble as ens
 
     result = ens.build_ensemble(
         resolve_url(args.storage),
@@ -234,7 +234,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from emotune.search import _predict as pr
+    from emotune.search.vote import _predict as pr
 
     def on_error(path: str, reason: str) -> None:
         print(f"{path}: {reason}", file=sys.stderr, flush=True)
@@ -259,8 +259,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from emotune.search import _evaluate as ev
     from emotune.search._storage import resolve_url
+    from emotune.search.vote import _evaluate as ev
 
     spaces = [s.strip() for s in args.spaces.split(",") if s.strip()]
     check_inputs(spaces, args.data)
@@ -290,7 +290,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         print(ev.format_summary(result))
     if args.report:
-        from emotune.search._cli_common import json_clean
+        from emotune.search._text import json_clean
         from emotune.search.viz.report import write_evaluation_report
 
         path = write_evaluation_report(json_clean(result.to_json()), args.report)
@@ -299,7 +299,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from emotune.search._demo import run_demo
+    from emotune.search.cli.demo import run_demo
 
     run_demo(
         out=Path(args.out),

@@ -55,11 +55,11 @@ def run_demo(
     """Run the demo; returns what was written (also printed as the final summary)."""
     from emotune.features import build, default_cache_dir, scan, synthesize
     from emotune.search import _search
-    from emotune.search._ensemble import build_ensemble, describe
     from emotune.search._export import export_best, write_atomic
-    from emotune.search._predict import format_text, predict
     from emotune.search._storage import embedded_dir, redact, resolve_url
     from emotune.search._study import StudyError
+    from emotune.search.vote._ensemble import build_ensemble, describe
+    from emotune.search.vote._predict import format_text, predict
 
     out = out.absolute()
     out.mkdir(parents=True, exist_ok=True)

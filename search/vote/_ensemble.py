@@ -2,7 +2,7 @@
 
 The studies must share their target, protocol, seed and dataset, hence their test split. The best
 ``top_k`` complete trials of each study are the candidates; their stored out-of-fold probabilities
-(over the training part) are all the weight search sees (:func:`~emotune.search._voter.
+(over the training part) are all the weight search sees (:func:`~emotune.search.vote._voter.
 greedy_selection`). The chosen members are then refit on the whole training part, each on its own
 feature set, and the voter is evaluated once on the test split. Each study's best trial is refit
 too, if the voter did not choose it, so every study has a test number beside the voter's.
@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from emotune.features._errors import EmotuneError
-from emotune.search._stack import VOTERS, StackedVoter, VoterChoice, choose_voter, fit_meta
 from emotune.search._study import StudyData, StudySpec
+from emotune.search.vote._stack import VOTERS, StackedVoter, VoterChoice, choose_voter, fit_meta
 
 DEFAULT_TOP_K = 3
 DEFAULT_ITERATIONS = 50
@@ -248,7 +248,7 @@ def training_stats(
     """Per-column mean and std of the raw (unnormalised) features of the training rows.
 
     ``predict`` normalises a file with these when its speaker cannot be named or has fewer than
-    five files in the call (DESIGN.md, data flow 3).
+    five files in the call.
     """
     from emotune.search._search import load_arrays
 
@@ -329,11 +329,11 @@ def fit_and_score(
 
     ``candidates[i].oof`` rows must be the rows ``train`` indexes, in that order. With ``folds``
     (the studies' folds over those rows), greedy weights and a stacked voter are compared by
-    cross-validation on the out-of-fold rows (:func:`~emotune.search._stack.choose_voter`) unless
+    cross-validation on the out-of-fold rows (:func:`~emotune.search.vote._stack.choose_voter`) unless
     ``voter_kind`` names one; without, the voter is greedy.
     """
     from emotune.search._objective import aligned_proba, captured_warnings, summarize_warnings
-    from emotune.search._voter import SoftVoter, blend, greedy_selection
+    from emotune.search.vote._voter import SoftVoter, blend, greedy_selection
 
     say = say or (lambda m: _say(m, progress))
     n_classes = len(classes)
@@ -513,8 +513,8 @@ def build_ensemble(
         voter_kind: ``auto`` (greedy weights or stacking, chosen by cross-validation on the
             out-of-fold probabilities over the first study's folds), ``greedy`` or ``stacked``.
     """
-    from emotune.search import _modeldir
     from emotune.search._export import library_versions
+    from emotune.search.vote import _modeldir
 
     if out is not None:
         _modeldir.check_target(out, force=force)  # fail before any work
@@ -621,7 +621,7 @@ def make_manifest(
     versions: Mapping[str, str],
 ) -> dict[str, Any]:
     """The model directory's manifest (everything but ``files``, ``format`` and ``checksum``)."""
-    from emotune.search._cli_common import json_clean
+    from emotune.search._text import json_clean
 
     first = opened[0]
     sel = fit.selection
@@ -709,7 +709,7 @@ def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
 
     CV = pooled out-of-fold predictions on the training part (for the voter: its blend of them).
     """
-    from emotune.search._cli_common import table
+    from emotune.search._text import table
 
     header = ["model", "space", "weight", "train acc", "CV acc", "CV UAR", "test acc", "test UAR"]
     body = [
@@ -738,7 +738,7 @@ def _abbreviations(classes: Sequence[str]) -> list[str]:
 
 def format_confusion(matrix: np.ndarray, classes: Sequence[str]) -> str:
     """The confusion matrix as text: rows true classes (full names), columns predicted."""
-    from emotune.search._cli_common import table
+    from emotune.search._text import table
 
     cols = _abbreviations(classes)
     header = ["true \\ predicted", *cols]

@@ -10,8 +10,8 @@ from typing import Any
 
 from emotune.features._corpora import CORPORA
 from emotune.features._labels import SCHEMES
-from emotune.search._cli_common import add_storage, check_inputs, print_json, run_options, table
-from emotune.search._cli_types import FOLDS, PORT, POSITIVE, SEED, seconds
+from emotune.search.cli._common import add_storage, check_inputs, print_json, run_options, table
+from emotune.search.cli.options import FOLDS, PORT, POSITIVE, SEED, seconds
 
 _SEARCH_EXAMPLE = """example:
   emotune search mlp --study mlp-ravdess --data ~/data/ravdess --trials 100 --workers 4

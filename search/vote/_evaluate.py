@@ -186,7 +186,7 @@ def evaluate(
         cache_dir, ray_address, num_cpus: feature cache and Ray settings.
         progress: Progress on stderr.
     """
-    from emotune.search._stack import VOTERS
+    from emotune.search.vote._stack import VOTERS
 
     t_start = time.perf_counter()
     if voter not in VOTERS:
@@ -479,7 +479,7 @@ def _ensemble_fold(
     voter: str = "auto",
 ) -> list[dict[str, Any]]:
     """The voter chosen on the fold's studies' out-of-fold data, refit on its training rows, tested once."""
-    from emotune.search._ensemble import (
+    from emotune.search.vote._ensemble import (
         EnsembleError,
         assign_inputs,
         fit_and_score,
@@ -557,7 +557,7 @@ def _norm_label(sn: bool) -> str:
 
 def format_summary(result: EvaluateResult) -> str:
     """Per fold (voters) and the mean +- std table, plain and speaker-normalised side by side."""
-    from emotune.search._cli_common import table
+    from emotune.search._text import table
 
     fold_rows = []
     for f in result.folds:
