@@ -220,8 +220,10 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
         args.studies,
         args.out,
         top_k=args.top_k,
+        metric=args.metric,
         iterations=args.iterations,
         reroot=args.data,
+        cache_dir=args.cache,
         force=args.force,
         progress=not args.json,
         voter_kind=args.voter,
@@ -278,10 +280,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         timeout=args.timeout or None,
         workers=args.workers,
         top_k=args.top_k,
-        metric=args.metric,
         features=args.features,
         voter=args.voter,
-        cache_dir=args.cache,
         progress=True,  # on stderr, so --json output stays clean
         **run_options(args),
     )

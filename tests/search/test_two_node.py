@@ -177,8 +177,11 @@ def test_features_build_on_both_nodes_equals_a_one_node_build(two_node_cache, fe
     assert set(report["nodes"]) == {"head", "second"}, report["nodes"]
     assert all(n > 0 for n in report["nodes"].values())
     assert sum(report["nodes"].values()) == report["built"]
-    # The same numbers as the one-node build (the session's Ray), byte for byte.
-    assert _features(cache) == _features(feature_cache)
+    # The same numbers as the one-node build (the session's Ray), byte for byte; that cache also holds
+    # the sets the search tests need, so the set built here is compared.
+    two = _features(cache)
+    keys = {row[0] for row in two}
+    assert len(keys) == 1 and two == {row for row in _features(feature_cache) if row[0] in keys}
 
 
 def test_search_runs_workers_on_both_nodes(cluster, two_node_cache, ravdess, pg_url, study_name):
