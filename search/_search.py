@@ -282,7 +282,7 @@ def enqueue_defaults(study: optuna.Study, spec: StudySpec) -> None:
 
     A search of a few dozen trials starts from a sound point instead of random ones (Optuna's
     ``enqueue_trial``, the warm start auto-sklearn and FLAML use); with a searched feature set each
-    default runs on the space's own set.
+    default runs on the study's first set.
     """
     space = _load_space(spec.space_path or spec.space)
     for params in getattr(space, "DEFAULTS", ()):
