@@ -1,6 +1,6 @@
 """Feature sets: every set a file needs from one decode and one short-time Fourier transform.
 
-Five sets, each described by a JSON-clean parameter dict (:func:`feature_params`) that holds every
+Six sets, each described by a JSON-clean parameter dict (:func:`feature_params`) that holds every
 setting that changes its numbers, plus ``"set"`` and a code ``"version"`` (the cache keys on it):
 
 ``classic`` [shape=(n_mfcc + n_chroma + n_mels,) = (180,)]
@@ -11,6 +11,13 @@ setting that changes its numbers, plus ``"set"`` and a code ``"version"`` (the c
 ``classic_stats`` [shape=(D,)]
     Per-file statistics with named columns (:func:`feature_columns`); see :func:`_stats_columns`
     for the blocks. D = 479 at the defaults.
+``functionals`` [shape=(D,)]
+    ``classic_stats`` followed by more functionals of the same analysis (:func:`_functional_columns`):
+    MFCC percentiles, skewness and kurtosis, second deltas, spectral shape (flatness, roll-off,
+    bandwidth, flux, slope), f0 and level contours in semitones and dB, a speaking-rate proxy, MFCC
+    over voiced frames, alpha ratio and Hammarberg index. D = 886 at the defaults; same parameters
+    as ``classic_stats``. The classical spaces' default: on speakers a model has not heard it is
+    the stronger set (README, "Accuracy on new speakers").
 ``mfcc_seq`` [shape=(n_mfcc, frames) = (20, 236)]
     Seed 003's MFCC sequence, padded or truncated at the end to a fixed number of frames.
 ``melspec`` [shape=size = (128, 128)]
@@ -32,8 +39,8 @@ tuning estimate computed on the same magnitude. Filterbanks are cached per setti
 
 Imports: ``classic``, ``mfcc_seq`` and ``melspec`` need numpy, ``scipy.fft`` and ``scipy.sparse``
 only (filterbanks, window and dB conversion from :mod:`emotune.features._dsp`, bit-identical to
-librosa's), so a fresh worker does not pay librosa's 1.2-1.9 s import; ``classic_stats`` (delta,
-contrast, tonnetz, pYIN) imports librosa when it runs; ``vgg16_bottleneck`` imports torch when it runs.
+librosa's), so a fresh worker does not pay librosa's 1.2-1.9 s import; ``classic_stats`` and
+``functionals`` (delta, contrast, tonnetz, spectral shape, pYIN) import librosa when they run; ``vgg16_bottleneck`` imports torch when it runs.
 """
 
 from __future__ import annotations
@@ -65,16 +72,32 @@ __all__ = [
     "feature_shape",
 ]
 
-FEATURE_SETS: tuple[str, ...] = ("classic", "classic_stats", "mfcc_seq", "melspec", "vgg16_bottleneck")
+FEATURE_SETS: tuple[str, ...] = (
+    "classic",
+    "classic_stats",
+    "functionals",
+    "mfcc_seq",
+    "melspec",
+    "vgg16_bottleneck",
+)
 # Sets computed from the audio alone (what ``build(sets="all")`` means); vgg16_bottleneck needs weights.
-AUDIO_SETS: tuple[str, ...] = ("classic", "classic_stats", "mfcc_seq", "melspec")
+AUDIO_SETS: tuple[str, ...] = ("classic", "classic_stats", "functionals", "mfcc_seq", "melspec")
+# Sets that hold classic_stats' columns (and its parameters), and import librosa when they run.
+_STATS_SETS: tuple[str, ...] = ("classic_stats", "functionals")
 # Sets whose last step is a network over a batch of files' inputs (see extract_inputs / finish_batch).
 BATCHED_SETS: tuple[str, ...] = ("vgg16_bottleneck",)
 PAD_MODES: tuple[str, ...] = ("median", "constant", "edge", "wrap")
 F0_METHODS: tuple[str, ...] = ("yin", "pyin")
 
 # Bump a set's version whenever a code change changes its numbers: the cache keys on it.
-_VERSIONS = {"classic": 1, "classic_stats": 1, "mfcc_seq": 1, "melspec": 1, "vgg16_bottleneck": 1}
+_VERSIONS = {
+    "classic": 1,
+    "classic_stats": 1,
+    "functionals": 1,
+    "mfcc_seq": 1,
+    "melspec": 1,
+    "vgg16_bottleneck": 1,
+}
 
 # Parameters every set shares; one extract() call needs them equal across its sets.
 _STFT_DEFAULTS: dict[str, Any] = {"sr": 22050, "n_fft": 2048, "hop_length": 512}
@@ -104,6 +127,9 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     # Seed 000's VGG input; weights_sha256 has no default (see default_params).
     "vgg16_bottleneck": {"n_mels": 128, "top_db": 80.0, "size": [224, 224], "weights_sha256": None},
 }
+
+# classic_stats' columns plus more functionals of the same analysis: the same parameters.
+_DEFAULTS["functionals"] = dict(_DEFAULTS["classic_stats"])
 
 # Settings fixed by the code (covered by the version): librosa's defaults, as the seeds used them.
 _TOP_DB = 80.0  # power_to_db clipping below the file's maximum, for MFCC and log-mel statistics
@@ -269,7 +295,7 @@ def _check_together(p: dict[str, Any]) -> None:
     name, nyquist = p["set"], p["sr"] / 2
     if "n_mfcc" in p and p["n_mfcc"] > p["n_mels"]:
         raise FeatureError(f"{name}: n_mfcc={p['n_mfcc']} must not exceed n_mels={p['n_mels']}")
-    if name != "classic_stats":
+    if name not in _STATS_SETS:
         return
     top_band = p["contrast_fmin"] * 2.0 ** (p["contrast_bands"] - 1)
     if top_band >= nyquist:
@@ -320,15 +346,15 @@ def feature_shape(name_or_params: str | Mapping[str, Any], **overrides: Any) -> 
         return (_vgg.BOTTLENECK_DIM,)
     if p["set"] == "classic":
         return (p["n_mfcc"] + p["n_chroma"] + p["n_mels"],)
-    if p["set"] == "classic_stats":
-        return (len(_stats_columns(p)),)
+    if p["set"] in _STATS_SETS:
+        return (len(feature_columns(p)),)
     if p["set"] == "mfcc_seq":
         return (p["n_mfcc"], p["frames"])
     return (p["size"][0], p["size"][1])
 
 
 def feature_columns(name_or_params: str | Mapping[str, Any], **overrides: Any) -> list[str]:
-    """Column names of a vector set (``classic``, ``classic_stats``, ``vgg16_bottleneck``), in array order.
+    """Column names of a vector set (``classic``, ``classic_stats``, ``functionals``, ``vgg16_bottleneck``), in order.
 
     Args:
         name_or_params: A set name (defaults plus ``overrides``) or a dict from :func:`feature_params`.
@@ -350,6 +376,8 @@ def feature_columns(name_or_params: str | Mapping[str, Any], **overrides: Any) -
         )
     if p["set"] == "classic_stats":
         return _stats_columns(p)
+    if p["set"] == "functionals":
+        return _stats_columns(p) + _functional_columns(p)
     if p["set"] == "vgg16_bottleneck":
         return [f"vgg16_{c}_{i}_{j}" for c in range(512) for i in range(7) for j in range(7)]
     raise FeatureError(f"{p['set']}: a 2-D feature set has no column names (shape {feature_shape(p)})")
@@ -394,6 +422,49 @@ def _stats_columns(p: Mapping[str, Any]) -> list[str]:
     for block in ("zcr", "rms", "centroid"):
         cols += [f"{block}_mean", f"{block}_std"]
     return cols + list(_F0_STATS)
+
+
+_SHAPE_SERIES = ("log_flatness", "log_rolloff", "log_bandwidth", "log_flux", "slope")
+_FIVE = ("mean", "std", "p10", "p50", "p90")
+_DISTRIBUTION = ("p10", "p50", "p90", "skew", "kurt")
+
+
+def _functional_columns(p: Mapping[str, Any]) -> list[str]:
+    """``functionals`` columns after ``classic_stats``' own, block by block:
+
+    - ``mfcc_delta2_{mean,std}_{i}``: second derivative of the MFCC (``delta_width`` frames).
+    - ``mfcc_{p10,p50,p90,skew,kurt}_{i}``: the shape of each MFCC's distribution over frames
+      (percentiles, skewness, excess kurtosis).
+    - ``{log_flatness,log_rolloff,log_bandwidth,log_flux,slope}_{mean,std,p10,p50,p90}``: spectral
+      shape per frame: log spectral flatness, log 85% roll-off (Hz), log bandwidth (Hz), log positive
+      spectral flux, and the slope of the log magnitude over 0-5 kHz (per kHz).
+    - ``f0_st_{mean,std,p10,p50,p90,slope,delta_mean,delta_p90}``: f0 in semitones re 100 Hz over
+      voiced frames, its linear trend over the voiced frames (semitones per file) and its frame-to-frame
+      change; ``rms_db_{mean,std,p10,p50,p90,slope,delta_mean}``: frame level in dB re the loudest
+      frame (clipped at -80 dB), the same way; ``voiced_onsets_per_s``, ``voiced_segment_s``: how many
+      voiced stretches start per second and their mean length (a speaking-rate proxy).
+    - ``mfcc_voiced_{mean,std}_{i}``: MFCC statistics over the voiced frames only.
+    - ``alpha_ratio_{mean,std}``, ``hammarberg_{mean,std}``: voiced frames' energy in 50-1000 Hz over
+      1-5 kHz, and their strongest bin below 2 kHz over that in 2-5 kHz (dB, as in eGeMAPS);
+      ``aperiodicity_mean``: the mean aperiodicity of the voiced frames.
+
+    Without voiced frames the f0 block is zero and the voiced blocks use every frame.
+    """
+    n = range(p["n_mfcc"])
+    cols = [f"mfcc_delta2_{stat}_{i}" for stat in ("mean", "std") for i in n]
+    cols += [f"mfcc_{stat}_{i}" for stat in _DISTRIBUTION for i in n]
+    cols += [f"{series}_{stat}" for series in _SHAPE_SERIES for stat in _FIVE]
+    cols += [f"f0_st_{stat}" for stat in (*_FIVE, "slope", "delta_mean", "delta_p90")]
+    cols += [f"rms_db_{stat}" for stat in (*_FIVE, "slope", "delta_mean")]
+    cols += ["voiced_onsets_per_s", "voiced_segment_s"]
+    cols += [f"mfcc_voiced_{stat}_{i}" for stat in ("mean", "std") for i in n]
+    return cols + [
+        "alpha_ratio_mean",
+        "alpha_ratio_std",
+        "hammarberg_mean",
+        "hammarberg_std",
+        "aperiodicity_mean",
+    ]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -468,7 +539,7 @@ def extract_inputs(y: np.ndarray, sr: int, params: Sequence[Mapping[str, Any]]) 
     y = np.ascontiguousarray(y, dtype=np.float32)
     if not np.isfinite(y).all():
         raise FeatureError("audio holds NaN or inf samples")
-    with _one_blas_thread(heavy=any(p["set"] == "classic_stats" for p in plist)):
+    with _one_blas_thread(heavy=any(p["set"] in _STATS_SETS for p in plist)):
         analysis = _Analysis(y, sr=first["sr"], n_fft=first["n_fft"], hop_length=first["hop_length"])
         return [_COMPUTE[p["set"]](analysis, p) for p in plist]
 
@@ -533,7 +604,7 @@ def _one_blas_thread(*, heavy: bool = False) -> contextlib.AbstractContextManage
     it, so a limit set and restored across threads can stick.
 
     Args:
-        heavy: The call computes ``classic_stats``, which imports librosa (and with it
+        heavy: The call computes ``classic_stats`` or ``functionals``, which import librosa (and with it
             ``scipy.signal``); the other sets never load them, so their workers start fast.
     """
     if threading.current_thread() is not threading.main_thread():
@@ -547,7 +618,7 @@ def _blas_controller(heavy: bool) -> Any:
 
     The modules extract() uses are imported first: scipy brings its own OpenBLAS, and a library
     loaded after the scan would not be limited. ``scipy.fft`` and ``scipy.sparse`` already load
-    both numpy's and scipy's; librosa, for ``classic_stats`` only (``heavy``), is imported too so
+    both numpy's and scipy's; librosa, for the statistics sets only (``heavy``), is imported too so
     that whatever it loads is found as well.
     """
     import scipy.fft  # noqa: F401
@@ -622,7 +693,7 @@ class _Analysis:
     def rms(self) -> np.ndarray:
         """[shape=(t,)] RMS per frame from the spectrum (``librosa.feature.rms(S=...)``).
 
-        Used by ``classic_stats`` only, which imports librosa anyway.
+        Used by the statistics sets only, which import librosa anyway.
         """
         import librosa
 
@@ -797,27 +868,156 @@ def _classic_stats(an: _Analysis, p: Mapping[str, Any]) -> np.ndarray:
 
 def _f0_stats(an: _Analysis, p: Mapping[str, Any]) -> np.ndarray:
     """[shape=(7,)] f0 mean, std, min, max, range, median (Hz, voiced frames) and voiced fraction."""
-    if p["f0"] == "pyin":
-        import librosa
-
-        f0, voiced, _ = librosa.pyin(
-            an.y, fmin=p["f0_fmin"], fmax=p["f0_fmax"], sr=an.sr, frame_length=p["f0_frame_length"],
-            hop_length=an.hop_length,
-        )  # fmt: skip
-        voiced &= np.isfinite(f0)
-    else:
-        f0, aperiodicity = _yin(
-            an.y, sr=an.sr, fmin=p["f0_fmin"], fmax=p["f0_fmax"], frame_length=p["f0_frame_length"],
-            hop_length=an.hop_length, trough_threshold=p["f0_trough_threshold"],
-        )  # fmt: skip
-        voiced = aperiodicity < p["f0_voicing_threshold"]
-    rms = an.rms  # frames centred on the same samples as f0's (same hop, both centred)
-    voiced &= (rms > 0) & (rms >= rms.max() * 10.0 ** (-p["f0_gate_db"] / 20.0))
+    f0, voiced, _ = _voicing(an, p)
     if not voiced.any():
         return np.zeros(len(_F0_STATS))
     v = f0[voiced].astype(np.float64)
     lo, hi = v.min(), v.max()
     return np.array([v.mean(), v.std(), lo, hi, hi - lo, np.median(v), voiced.mean()])
+
+
+def _voicing(an: _Analysis, p: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """f0 (Hz), the voiced frames and each frame's aperiodicity (0 periodic .. ~1 noise), once per analysis.
+
+    Voiced: YIN's aperiodicity below ``f0_voicing_threshold`` (pYIN: its own decision, and
+    aperiodicity ``1 - voiced probability``), and RMS within ``f0_gate_db`` of the loudest frame.
+    """
+    keys = (
+        "f0",
+        "f0_fmin",
+        "f0_fmax",
+        "f0_frame_length",
+        "f0_trough_threshold",
+        "f0_voicing_threshold",
+        "f0_gate_db",
+    )
+
+    def compute() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if p["f0"] == "pyin":
+            import librosa
+
+            f0, voiced, probability = librosa.pyin(
+                an.y, fmin=p["f0_fmin"], fmax=p["f0_fmax"], sr=an.sr, frame_length=p["f0_frame_length"],
+                hop_length=an.hop_length,
+            )  # fmt: skip
+            voiced &= np.isfinite(f0)
+            aperiodicity = 1.0 - np.nan_to_num(probability)
+        else:
+            f0, aperiodicity = _yin(
+                an.y, sr=an.sr, fmin=p["f0_fmin"], fmax=p["f0_fmax"], frame_length=p["f0_frame_length"],
+                hop_length=an.hop_length, trough_threshold=p["f0_trough_threshold"],
+            )  # fmt: skip
+            voiced = aperiodicity < p["f0_voicing_threshold"]
+        rms = an.rms  # frames centred on the same samples as f0's (same hop, both centred)
+        voiced &= (rms > 0) & (rms >= rms.max() * 10.0 ** (-p["f0_gate_db"] / 20.0))
+        return f0, voiced, aperiodicity
+
+    return an._once(("voicing", *(p[k] for k in keys)), compute)
+
+
+def _functionals(an: _Analysis, p: Mapping[str, Any]) -> np.ndarray:
+    """The columns of :func:`_functional_columns` (what ``functionals`` adds to ``classic_stats``)."""
+    import librosa
+
+    mfcc = an.mfcc(p["n_mfcc"], p["n_mels"]).astype(np.float64)  # (t, n_mfcc)
+    delta2 = librosa.feature.delta(mfcc, width=p["delta_width"], order=2, axis=0, mode="nearest")
+    parts = [delta2.mean(axis=0), delta2.std(axis=0), *np.percentile(mfcc, [10, 50, 90], axis=0)]
+    parts += _skew_kurtosis(mfcc)
+    parts += [_five(series) for series in _spectral_shape(an)]
+    f0, voiced, aperiodicity = _voicing(an, p)
+    parts += [_f0_contour(f0[voiced]), _level_contour(an.rms), _voiced_runs(voiced, an.hop_length / an.sr)]
+    frames = voiced if voiced.sum() >= 2 else np.ones_like(voiced)
+    parts += [mfcc[frames].mean(axis=0), mfcc[frames].std(axis=0)]
+    alpha, hammarberg = _voice_quality(an, frames)
+    mean_aperiodicity = float(np.mean(aperiodicity[voiced])) if voiced.any() else 1.0
+    parts.append(
+        np.array([alpha.mean(), alpha.std(), hammarberg.mean(), hammarberg.std(), mean_aperiodicity])
+    )
+    return np.nan_to_num(np.concatenate(parts), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _skew_kurtosis(x: np.ndarray) -> list[np.ndarray]:
+    """Skewness and excess kurtosis of each column (biased moments, as scipy.stats' defaults).
+
+    A column that is constant up to rounding (e.g. silence) has neither: 0 for both.
+    """
+    centred = x - x.mean(axis=0)
+    m2 = np.mean(centred**2, axis=0)
+    flat = m2 <= 1e-12 * np.maximum(np.mean(x**2, axis=0), 1e-30)
+    m2 = np.where(flat, 1.0, m2)
+    skew = np.mean(centred**3, axis=0) / m2**1.5
+    kurtosis = np.mean(centred**4, axis=0) / m2**2 - 3.0
+    return [np.where(flat, 0.0, skew), np.where(flat, 0.0, kurtosis)]
+
+
+def _five(v: np.ndarray) -> np.ndarray:
+    """Mean, std and 10th/50th/90th percentiles of a series."""
+    v = np.asarray(v, dtype=np.float64)
+    return np.r_[v.mean(), v.std(), np.percentile(v, [10, 50, 90])]
+
+
+def _trend(v: np.ndarray) -> float:
+    """Least-squares slope of a series over its length (change per file); 0 under two points."""
+    if len(v) < 2:
+        return 0.0
+    return float(np.polyfit(np.linspace(0.0, 1.0, len(v)), v, 1)[0])
+
+
+def _spectral_shape(an: _Analysis) -> list[np.ndarray]:
+    """Per-frame log flatness, log roll-off, log bandwidth, log positive flux and 0-5 kHz slope."""
+    import librosa
+
+    S = an.magnitude.T  # (freq, t), librosa's layout
+    tiny = 1e-10
+    freqs = np.fft.rfftfreq(an.n_fft, d=1.0 / an.sr)
+    flatness = librosa.feature.spectral_flatness(S=S)[0]
+    rolloff = librosa.feature.spectral_rolloff(S=S, sr=an.sr, n_fft=an.n_fft)[0]
+    bandwidth = librosa.feature.spectral_bandwidth(S=S, sr=an.sr, n_fft=an.n_fft)[0]
+    flux = np.r_[0.0, np.sqrt(np.square(np.diff(S, axis=1).clip(min=0)).sum(axis=0, dtype=np.float64))]
+    band = (freqs > 0) & (freqs < 5000)
+    slope = np.polyfit(freqs[band] / 1000.0, np.log(S[band].astype(np.float64) + tiny), 1)[0]
+    return [np.log(flatness + tiny), np.log1p(rolloff), np.log1p(bandwidth), np.log(flux + 1e-6), slope]
+
+
+def _f0_contour(f0_voiced: np.ndarray) -> np.ndarray:
+    """Semitone statistics of the voiced frames' f0 (zeros under two voiced frames)."""
+    if len(f0_voiced) < 2:
+        return np.zeros(8)
+    semitones = 12.0 * np.log2(f0_voiced.astype(np.float64) / 100.0)
+    change = np.abs(np.diff(semitones))
+    return np.r_[_five(semitones), _trend(semitones), change.mean(), np.percentile(change, 90)]
+
+
+def _level_contour(rms: np.ndarray) -> np.ndarray:
+    """dB statistics of the frame level re the loudest frame (floor -80 dB)."""
+    level = 20.0 * np.log10(np.maximum(rms.astype(np.float64), 1e-10) / max(float(rms.max()), 1e-10))
+    level = np.maximum(level, -80.0)
+    return np.r_[_five(level), _trend(level), np.abs(np.diff(level)).mean() if len(level) > 1 else 0.0]
+
+
+def _voiced_runs(voiced: np.ndarray, frame_s: float) -> np.ndarray:
+    """Voiced stretches started per second, and their mean length in seconds.
+
+    The voicing is smoothed first by a 3-frame majority vote, so that a frame voiced alone at the
+    edge of a stretch, or one unvoiced frame inside it, does not count as a stretch of its own.
+    """
+    padded = np.r_[voiced[:1], voiced, voiced[-1:]].astype(np.int8)
+    voiced = (padded[:-2] + padded[1:-1] + padded[2:]) >= 2
+    edges = np.diff(np.r_[0, voiced.astype(np.int8), 0])
+    starts = int((edges == 1).sum())
+    seconds = len(voiced) * frame_s
+    return np.array([starts / seconds, voiced.sum() * frame_s / starts if starts else 0.0])
+
+
+def _voice_quality(an: _Analysis, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Alpha ratio and Hammarberg index (dB) of the given frames."""
+    freqs = np.fft.rfftfreq(an.n_fft, d=1.0 / an.sr)
+    power = an.power[frames].astype(np.float64) + 1e-10  # (frames, freq)
+    low, high = (freqs >= 50) & (freqs < 1000), (freqs >= 1000) & (freqs < 5000)
+    alpha = 10.0 * np.log10(power[:, low].sum(axis=1) / power[:, high].sum(axis=1))
+    below, above = freqs < 2000, (freqs >= 2000) & (freqs < 5000)
+    hammarberg = 10.0 * np.log10(power[:, below].max(axis=1) / power[:, above].max(axis=1))
+    return alpha, hammarberg
 
 
 def _yin(
@@ -920,6 +1120,9 @@ def _resize_weights(n_in: int, n_out: int) -> np.ndarray:
 _COMPUTE: dict[str, Callable[[_Analysis, Mapping[str, Any]], np.ndarray]] = {
     "classic": _classic,
     "classic_stats": _classic_stats,
+    "functionals": lambda an, p: np.concatenate([_classic_stats(an, p), _functionals(an, p)]).astype(
+        np.float32
+    ),
     "mfcc_seq": _mfcc_seq,
     "melspec": _melspec,
     "vgg16_bottleneck": _melspec,  # its network's input: finish_batch runs VGG16 over a batch of them

@@ -1,4 +1,4 @@
-"""A single decision tree on raw `classic_stats` (or `classic`) features (splits are invariant to scaling and the mel log)."""
+"""A single decision tree on raw `functionals` (or `classic_stats`, `classic`) features (splits are invariant to scaling and the mel log)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from sklearn.tree import DecisionTreeClassifier
 from emotune.spaces._common import fold_pruner, tree_pipeline
 
 NAME = "dtree"
-FEATURES = "classic_stats"
-ACCEPTS = ("classic_stats", "classic")
+FEATURES = "functionals"
+ACCEPTS = ("functionals", "classic_stats", "classic")
 RESOURCES = {"num_cpus": 1}
 MAX_STEPS = 1
 

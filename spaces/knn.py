@@ -1,4 +1,4 @@
-"""k-nearest neighbours on standardised (optionally PCA-reduced) `classic_stats` (or log-mel `classic`) features."""
+"""k-nearest neighbours on standardised (optionally PCA-reduced) `functionals` (or `classic_stats`, log-mel `classic`) features."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from sklearn.pipeline import Pipeline
 from emotune.spaces._common import fold_pruner, scaled_pipeline, suggest_pca
 
 NAME = "knn"
-FEATURES = "classic_stats"
-ACCEPTS = ("classic_stats", "classic")
+FEATURES = "functionals"
+ACCEPTS = ("functionals", "classic_stats", "classic")
 RESOURCES = {"num_cpus": 1}
 MAX_STEPS = 1
 

@@ -1,4 +1,4 @@
-"""LightGBM (gradient-boosted trees) on raw `classic_stats` (or `classic`) features, pruned on boosting rounds."""
+"""LightGBM (gradient-boosted trees) on raw `functionals` (or `classic_stats`, `classic`) features, pruned on boosting rounds."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from emotune.spaces._common import (
 NAME = "lgbm"
 MAX_STEPS = 10  # validation reports per fit: one per tenth of the trial's boosting rounds
 RESOURCES = {"num_cpus": 1}
-FEATURES = "classic_stats"
-ACCEPTS = ("classic_stats", "classic")
+FEATURES = "functionals"
+ACCEPTS = ("functionals", "classic_stats", "classic")
 MAX_BIN = 63  # histogram bins per feature: ~2x faster than 255 and ample for folds of <= ~1,500 rows
 
 

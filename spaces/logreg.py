@@ -1,4 +1,4 @@
-"""Multinomial logistic regression (L2, L1 or elastic net) on standardised `classic_stats` (or log-mel `classic`) features."""
+"""Multinomial logistic regression (L2, L1 or elastic net) on standardised `functionals` (or `classic_stats`, log-mel `classic`) features."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from sklearn.pipeline import Pipeline
 from emotune.spaces._common import fold_pruner, scaled_pipeline, suggest_pca
 
 NAME = "logreg"
-FEATURES = "classic_stats"
-ACCEPTS = ("classic_stats", "classic")
+FEATURES = "functionals"
+ACCEPTS = ("functionals", "classic_stats", "classic")
 RESOURCES = {"num_cpus": 1}
 MAX_STEPS = 1
 

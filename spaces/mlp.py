@@ -15,8 +15,8 @@ from sklearn.pipeline import Pipeline
 from emotune.spaces._common import fold_pruner, scaled_pipeline, suggest_pca
 
 NAME = "mlp"
-FEATURES = "classic_stats"
-ACCEPTS = ("classic_stats", "classic")
+FEATURES = "functionals"
+ACCEPTS = ("functionals", "classic_stats", "classic")
 RESOURCES = {"num_cpus": 1}
 MAX_STEPS = 1
 

@@ -1,4 +1,4 @@
-"""Random forest on raw `classic_stats` (or `classic`) features (tree splits are invariant to scaling and the mel log)."""
+"""Random forest on raw `functionals` (or `classic_stats`, `classic`) features (tree splits are invariant to scaling and the mel log)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from sklearn.pipeline import Pipeline
 from emotune.spaces._common import fold_pruner, tree_pipeline
 
 NAME = "rf"
-FEATURES = "classic_stats"
-ACCEPTS = ("classic_stats", "classic")
+FEATURES = "functionals"
+ACCEPTS = ("functionals", "classic_stats", "classic")
 RESOURCES = {"num_cpus": 1}
 MAX_STEPS = 1
 

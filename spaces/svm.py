@@ -1,4 +1,4 @@
-"""RBF support vector machine with Platt-calibrated probabilities on standardised `classic_stats` (or log-mel `classic`) features.
+"""RBF support vector machine with Platt-calibrated probabilities on standardised `functionals` (or `classic_stats`, log-mel `classic`) features.
 
 Not in the seeds; a strong baseline on these features. Probabilities come from
 ``CalibratedClassifierCV(SVC(), ensemble=False)``: sigmoid calibration fit on 3-fold out-of-fold decision
@@ -18,23 +18,23 @@ from sklearn.svm import SVC
 from emotune.spaces._common import fold_pruner, scaled_pipeline, suggest_pca
 
 NAME = "svm"
-FEATURES = "classic_stats"
-ACCEPTS = ("classic_stats", "classic")
+FEATURES = "functionals"
+ACCEPTS = ("functionals", "classic_stats", "classic")
 RESOURCES = {"num_cpus": 1}
 MAX_STEPS = 1
 
 CALIBRATION_FOLDS = 3
 
-# Queued as a new study's first trial: scikit-learn's defaults (C=1, gamma "scale" = 1/479 on the
-# standardised `classic_stats`).
-DEFAULTS = [{"C": 1.0, "gamma": 0.002, "class_weight": None, "pca": False}]
+# Queued as a new study's first trial: scikit-learn's defaults (C=1, gamma "scale" = 1/width on standardised
+# inputs: 1/886 on `functionals`, 1/479 on `classic_stats`; 0.001 sits between).
+DEFAULTS = [{"C": 1.0, "gamma": 0.001, "class_weight": None, "pca": False}]
 
 
 def suggest(trial: Any) -> dict[str, Any]:
     """C (0.1..100, log), RBF gamma (1e-4..0.1, log), class weights, PCA.
 
-    On standardised inputs sklearn's ``gamma="scale"`` is 1/width: 1/479 for ``classic_stats``, 1/180 for
-    ``classic``, both well inside the range; gammas far above it make every row its own class, far below
+    On standardised inputs sklearn's ``gamma="scale"`` is 1/width: 1/886 for ``functionals``, 1/479 for
+    ``classic_stats``, 1/180 for ``classic``, all well inside the range; gammas far above it make every row its own class, far below
     a linear model (searched by ``logreg``). Trials of older studies outside these ranges still rebuild.
     """
     params: dict[str, Any] = {

@@ -1,4 +1,4 @@
-"""XGBoost (gbtree or DART) on raw `classic_stats` (or `classic`) features, pruned on boosting rounds.
+"""XGBoost (gbtree or DART) on raw `functionals` (or `classic_stats`, `classic`) features, pruned on boosting rounds.
 
 The parameter names are XGBoost's own, as in seed 000, whose best was gbtree, lambda 7.2e-8, alpha 2.2e-5,
 max_depth 7, eta 9.3e-6, gamma 1.8e-5, lossguide (test accuracy 0.73). gblinear is left out: on these
@@ -26,8 +26,8 @@ from emotune.spaces._common import (
 )
 
 NAME = "xgb"
-FEATURES = "classic_stats"
-ACCEPTS = ("classic_stats", "classic")
+FEATURES = "functionals"
+ACCEPTS = ("functionals", "classic_stats", "classic")
 RESOURCES = {"num_cpus": 1}
 MAX_STEPS = 10  # validation reports per fit: one per tenth of the trial's boosting rounds
 # Histogram bins per feature. Folds hold ~100-1,500 rows, so 64 bins still hold ~2-25 rows each; fitting

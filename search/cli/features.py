@@ -87,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="sets",
         action="append",
         metavar="NAME",
-        help="feature set to build: classic, classic_stats, mfcc_seq, melspec, vgg16_bottleneck (needs "
+        help="feature set to build: classic, classic_stats, functionals, mfcc_seq, melspec, vgg16_bottleneck (needs "
         "the VGG16 weights) or all (every set but vgg16_bottleneck); repeatable (default: classic)",
     )
     build.add_argument(

@@ -293,6 +293,53 @@ def test_louder_is_more_rms_and_the_same_chroma() -> None:
     assert loud["chroma_mean_C"] == pytest.approx(quiet["chroma_mean_C"], abs=1e-4)
 
 
+def test_functionals_extend_classic_stats_on_real_speech(data_dir: Path) -> None:
+    stats_params, params = feature_params("classic_stats"), feature_params("functionals")
+    for name in REAL[:3]:
+        stats, functionals = extract_file(data_dir / name, [stats_params, params])
+        assert np.array_equal(functionals[: stats.size], stats)
+        assert np.isfinite(functionals).all() and functionals.shape == feature_shape(params)
+        values = by_name(params, functionals)
+        assert 0.2 < values["voiced_onsets_per_s"] < 10 and 0.02 < values["voiced_segment_s"] < 2
+        assert -12 < values["f0_st_p50"] < 36  # 50-800 Hz, in semitones re 100 Hz
+
+
+def test_functionals_follow_pitch_level_and_rhythm() -> None:
+    params = feature_params("functionals")
+
+    def values(y: np.ndarray) -> dict[str, float]:
+        return by_name(params, extract(y, SR, [params])[0])
+
+    steady = values(tone(220.0, seconds=2.0))
+    assert steady["f0_st_p50"] == pytest.approx(12 * np.log2(2.2), abs=0.2)
+    assert abs(steady["f0_st_slope"]) < 0.2 and steady["f0_st_std"] < 0.2
+    glide = values(
+        (0.5 * librosa.chirp(fmin=150, fmax=300, duration=2.0, sr=SR, linear=False)).astype(np.float32)
+    )
+    assert glide["f0_st_slope"] == pytest.approx(12.0, abs=1.5)  # one octave up over the file
+    ramp = tone(220.0, seconds=2.0) * np.linspace(0.05, 1.0, 2 * SR, dtype=np.float32)
+    assert values(ramp)["rms_db_slope"] > 15 > values(tone(220.0, seconds=2.0))["rms_db_slope"] > -1
+    gap = np.zeros(SR // 4, np.float32)
+    beeps = np.concatenate([np.concatenate([tone(220.0, seconds=0.25), gap]) for _ in range(4)])
+    rhythm = values(beeps)
+    assert rhythm["voiced_onsets_per_s"] == pytest.approx(2.0, abs=0.3)
+    assert rhythm["voiced_segment_s"] == pytest.approx(0.25, abs=0.06)
+    assert values(tone(300.0))["alpha_ratio_mean"] > 20 > -20 > values(tone(3000.0))["alpha_ratio_mean"]
+
+
+def test_skew_and_kurtosis_are_scipys() -> None:
+    import scipy.stats
+
+    from emotune.features._sets import _skew_kurtosis
+
+    x = np.random.default_rng(1).normal(size=(300, 4)) ** 3
+    x[:, 3] = -7.25  # a constant column has neither: 0
+    skew, kurtosis = _skew_kurtosis(x)
+    np.testing.assert_allclose(skew[:3], scipy.stats.skew(x[:, :3], axis=0))
+    np.testing.assert_allclose(kurtosis[:3], scipy.stats.kurtosis(x[:, :3], axis=0))
+    assert skew[3] == kurtosis[3] == 0
+
+
 # --------------------------------------------------------------------------------------------------
 # mfcc_seq padding, melspec resizing
 
@@ -415,6 +462,7 @@ def test_every_set_is_finite_float32_of_fixed_shape(n: int, sr: int, kind: str, 
     plist = [
         feature_params("classic", sr=sr),
         feature_params("classic_stats", sr=sr, contrast_bands=bands),
+        feature_params("functionals", sr=sr, contrast_bands=bands),
         feature_params("mfcc_seq", sr=sr),
         feature_params("melspec", sr=sr),
     ]
@@ -431,8 +479,15 @@ def test_every_set_is_finite_float32_of_fixed_shape(n: int, sr: int, kind: str, 
 
 
 def test_defaults_and_shapes() -> None:
-    assert FEATURE_SETS == ("classic", "classic_stats", "mfcc_seq", "melspec", "vgg16_bottleneck")
-    assert AUDIO_SETS == ("classic", "classic_stats", "mfcc_seq", "melspec")
+    assert FEATURE_SETS == (
+        "classic",
+        "classic_stats",
+        "functionals",
+        "mfcc_seq",
+        "melspec",
+        "vgg16_bottleneck",
+    )
+    assert AUDIO_SETS == ("classic", "classic_stats", "functionals", "mfcc_seq", "melspec")
     for name in AUDIO_SETS:  # vgg16_bottleneck needs a weights_sha256: tests/features/test_vgg_bottleneck.py
         params = feature_params(name)
         assert params["set"] == name and isinstance(params["version"], int)
@@ -458,6 +513,13 @@ def test_columns() -> None:
     assert len(feature_columns("classic_stats", n_mfcc=13, n_mels=64)) == len(stats) - 4 * 27 - 2 * 64
     with pytest.raises(FeatureError, match="mfcc_seq.*no column names"):
         feature_columns("mfcc_seq")
+    functionals = feature_columns("functionals")
+    assert functionals[: len(stats)] == stats and len(functionals) == len(set(functionals)) == 886
+    assert feature_shape("functionals") == (886,)
+    for name in ("mfcc_delta2_std_39", "mfcc_kurt_0", "slope_p90", "f0_st_slope", "mfcc_voiced_mean_3"):
+        assert name in functionals
+    assert functionals[-1] == "aperiodicity_mean"
+    assert len(feature_columns("functionals", n_mfcc=13)) == len(functionals) - (4 + 2 + 5 + 2) * 27
 
 
 @pytest.mark.parametrize(
@@ -480,6 +542,8 @@ def test_columns() -> None:
         ("classic_stats", {"f0_fmax": 20000.0}, "f0_fmax=20000.0"),
         ("classic_stats", {"f0_fmin": 300.0, "f0_fmax": 200.0}, "f0_fmin=300.0 must be below"),
         ("classic_stats", {"delta_width": 4}, "delta_width=4"),
+        ("functionals", {"delta_width": 4}, "functionals: .*delta_width=4"),
+        ("functionals", {"f0_fmin": 300.0, "f0_fmax": 200.0}, "functionals: f0_fmin=300.0 must be below"),
         ("classic_stats", {"f0_voicing_threshold": float("nan")}, "f0_voicing_threshold=nan"),
         ("classic", {"version": 0}, "version=0"),
         ("classic", {"set": "melspec"}, "set='melspec'"),

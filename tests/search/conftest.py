@@ -19,10 +19,21 @@ def ravdess(data_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def feature_cache(tmp_path_factory: pytest.TempPathFactory, ravdess: Path, ray_address: str) -> Path:
-    """One feature cache (classic and classic_stats) for every search test: built once through the CLI."""
+    """One feature cache (classic, classic_stats, functionals) for every search test: built once through the CLI."""
     cache = tmp_path_factory.mktemp("cache")
     proc = subprocess.run(
-        [EMOTUNE, "features", "build", str(ravdess), "--set", "classic", "--set", "classic_stats"]
+        [
+            EMOTUNE,
+            "features",
+            "build",
+            str(ravdess),
+            "--set",
+            "classic",
+            "--set",
+            "classic_stats",
+            "--set",
+            "functionals",
+        ]
         + ["--cache", str(cache), "--json"],
         capture_output=True,
         text=True,

@@ -17,15 +17,17 @@ from emotune.search.vote._ensemble import open_studies, top_candidates
 from emotune.spaces import get
 
 
-def test_classical_spaces_default_to_the_statistics_and_accept_the_seed_means():
+def test_classical_spaces_default_to_the_functionals_and_accept_the_seed_means():
     for name in ("knn", "logreg", "svm", "mlp", "rf", "dtree", "xgb", "lgbm"):
         space = get(name)
-        assert space.FEATURES == "classic_stats" and "classic" in space.ACCEPTS, name
-    assert _search.feature_sets(get("knn"), None) == ["classic_stats"]
+        assert space.FEATURES == "functionals" and {"classic", "classic_stats"} <= set(space.ACCEPTS), name
+    assert _search.feature_sets(get("knn"), None) == ["functionals"]
     assert _search.feature_sets(get("knn"), "classic") == ["classic"]
-    assert _search.feature_sets(get("knn"), "all") == ["classic_stats", "classic"]
+    assert _search.feature_sets(get("knn"), "all") == ["functionals", "classic_stats", "classic"]
     assert _search.feature_sets(get("knn"), "classic, classic_stats") == ["classic", "classic_stats"]
-    with pytest.raises(StudyError, match=r"--features mfcc_seq: space knn accepts classic_stats, classic"):
+    with pytest.raises(
+        StudyError, match=r"--features mfcc_seq: space knn accepts functionals, classic_stats, classic"
+    ):
         _search.feature_sets(get("knn"), "mfcc_seq")
 
 
@@ -100,13 +102,14 @@ def test_a_resumed_study_must_search_the_same_sets(searched, pg_url, feature_cac
 def test_search_cli_lists_accepted_sets_and_refuses_others(run_cli, ravdess, pg_url, search_env):
     listing = run_cli("spaces", "--json", check=True)
     rows = {r["name"]: r for r in json.loads(listing.stdout)}
-    assert rows["svm"]["accepts"] == ["classic_stats", "classic"] and rows["spec_cnn"]["accepts"] == [
-        "melspec"
-    ]
+    assert rows["svm"]["accepts"] == ["functionals", "classic_stats", "classic"] and rows["spec_cnn"][
+        "accepts"
+    ] == ["melspec"]
     bad = run_cli("search", "knn", "--study", "never-made", "--data", ravdess, "--trials", "1",
                   "--features", "melspec", "--storage", pg_url, env=search_env)  # fmt: skip
     assert (
-        bad.returncode == 1 and "--features melspec: space knn accepts classic_stats, classic" in bad.stderr
+        bad.returncode == 1
+        and "--features melspec: space knn accepts functionals, classic_stats, classic" in bad.stderr
     )
     assert len(bad.stderr.strip().splitlines()) == 1
 
@@ -139,7 +142,7 @@ def test_a_new_study_runs_the_space_defaults_first(pg_url, ray_address, feature_
         )  # fmt: skip
         _search.run(prep, n_trials=2, workers=1, ray_address=ray_address, progress=False)
         first = open_studies(pg_url, [name])[0].study.trials[0]
-        assert first.params == {**get("logreg").DEFAULTS[0], "features": "classic_stats"}
+        assert first.params == {**get("logreg").DEFAULTS[0], "features": "functionals"}
         assert len(open_studies(pg_url, [name])[0].study.trials) == 2  # still exactly N
     finally:
         delete_study(pg_url, name)

@@ -74,7 +74,7 @@ def test_two_workers_finish_exactly_n_and_record_everything(
     assert len({t.user_attrs["worker"] for t in finished}) == 2, "both workers must do work"
     attrs = study.user_attrs
     assert attrs["space"] == "logreg" and attrs["protocol"] == "actor" and attrs["metric"] == "uar"
-    assert attrs["feature_set"] == "classic_stats" and attrs["classes"][0] == "neutral"
+    assert attrs["feature_set"] == "functionals" and attrs["classes"][0] == "neutral"
     for t in study.get_trials(states=(S.COMPLETE,)):
         assert 0.0 <= t.user_attrs["uar"] <= 1.0 and 0.0 <= t.user_attrs["accuracy"] <= 1.0
         assert len(t.user_attrs["fold_scores"]) == 3  # 4 actors: 1 held out, 3 folds

@@ -48,7 +48,7 @@ def _shape(feature_set: str) -> tuple[int, ...]:
 
     if feature_set == "vgg16_bottleneck":  # its params need a weights file's sha256; its shape does not
         return feature_shape(feature_params(feature_set, weights_sha256="0" * 64))
-    if feature_set in ("classic", "classic_stats"):
+    if feature_set in ("classic", "classic_stats", "functionals"):
         return (len(feature_columns(feature_set)),)
     params = feature_params(feature_set)
     if feature_set == "mfcc_seq":

@@ -207,4 +207,4 @@ def test_accepts_must_be_feature_sets_that_include_the_default(tmp_path):
     )
     with pytest.raises(SpaceError, match="ACCEPTS must be a non-empty tuple of feature sets"):
         spaces.get(unknown)
-    assert spaces.describe("svm")["accepts"] == ["classic_stats", "classic"]
+    assert spaces.describe("svm")["accepts"] == ["functionals", "classic_stats", "classic"]

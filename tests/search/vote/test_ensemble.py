@@ -98,9 +98,7 @@ def test_ensemble_writes_a_model_directory(studies, pg_url, feature_cache, run_c
     for m in members:
         assert m["study"] in studies and isinstance(m["trial"], int) and m["space"] in ("knn", "logreg")
         assert (
-            m["params"]
-            and m["feature_set"] == "classic_stats"
-            and m["feature_params"]["set"] == "classic_stats"
+            m["params"] and m["feature_set"] == "functionals" and m["feature_params"]["set"] == "functionals"
         )
         assert manifest["inputs"][m["input"]]["feature_params"] == m["feature_params"]
     rows = manifest["metrics"]["rows"]
