@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from emotune.features import score
+
 if TYPE_CHECKING:
     import optuna
 
@@ -61,30 +63,6 @@ class TrialData:
 def worker_id() -> str:
     """``host:pid`` of this process."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def score(metric: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """``uar`` (balanced accuracy, unweighted average recall) or ``accuracy`` of integer class codes.
-
-    Equal to scikit-learn's ``balanced_accuracy_score`` / ``accuracy_score`` (the recall of each
-    class present in ``y_true``, averaged; a predicted class absent from ``y_true`` only counts as
-    an error), without their input validation, which costs about 1 ms a call: an objective scores
-    every fold twice.
-    """
-    y_true = np.asarray(y_true)
-    y_pred = np.asarray(y_pred)
-    if y_true.shape != y_pred.shape or y_true.ndim != 1 or len(y_true) == 0:
-        raise ValueError(
-            f"score: y_true {y_true.shape} and y_pred {y_pred.shape} must be equal, non-empty 1-D"
-        )
-    hit = y_true == y_pred
-    if metric != "uar":
-        return float(np.mean(hit))
-    classes, codes = np.unique(y_true, return_inverse=True)
-    recall = np.bincount(codes, weights=hit, minlength=len(classes)) / np.bincount(
-        codes, minlength=len(classes)
-    )
-    return float(np.mean(recall))
 
 
 def set_user_attrs(trial: optuna.trial.Trial, attrs: dict[str, Any]) -> None:

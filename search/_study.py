@@ -24,10 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from emotune.features._errors import EmotuneError
+from emotune.features import METRICS, EmotuneError
 
 PROTOCOLS = ("actor", "random")
-METRICS = ("uar", "accuracy")
 SPEC_VERSION = 1
 # The trial parameter that holds a trial's feature set when the study searches it.
 FEATURES_PARAM = "features"

@@ -18,6 +18,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from emotune.features import accuracy
+
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
@@ -186,13 +188,12 @@ def block_ends(n_rounds: int, n_blocks: int) -> dict[int, int]:
     return ends
 
 
-def accuracy(proba: np.ndarray, classes: np.ndarray, y_true: Any) -> float:
-    """Share of rows whose most probable class (columns in ``classes`` order) is the true label."""
+def argmax_accuracy(proba: np.ndarray, classes: np.ndarray, y_true: Any) -> float:
+    """Accuracy of the most probable class (columns in ``classes`` order) against the true labels."""
     proba = np.asarray(proba)
     if proba.ndim == 1:  # binary boosters return P(classes[1]) only
         proba = np.column_stack([1.0 - proba, proba])
-    predicted = np.asarray(classes)[np.argmax(proba, axis=1)]
-    return float(np.mean(predicted == np.asarray(y_true)))
+    return accuracy(np.asarray(y_true), np.asarray(classes)[np.argmax(proba, axis=1)])
 
 
 def epoch_hooks(max_steps: int) -> tuple[Callable[[], Any], Callable[..., Any]]:

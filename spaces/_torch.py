@@ -40,6 +40,7 @@ import optuna
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
+from emotune.features import balanced_accuracy, log_loss
 from emotune.features._vgg import BOTTLENECK_DIM as BOTTLENECK_DIM
 from emotune.features._vgg import VGG16_LAYOUT as VGG16_LAYOUT
 from emotune.features._vgg import VGG16_WEIGHTS_ENV as VGG16_WEIGHTS_ENV
@@ -352,12 +353,6 @@ def holdout_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray
     return train_idx, stop_idx
 
 
-def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Unweighted average recall over the classes present in ``y_true`` (codes; -1 = unseen class)."""
-    recalls = [float(np.mean(y_pred[y_true == c] == c)) for c in np.unique(y_true)]
-    return float(np.mean(recalls)) if recalls else float("nan")
-
-
 class TorchClassifier(ClassifierMixin, BaseEstimator):
     """A torch network trained as a scikit-learn classifier.
 
@@ -574,7 +569,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
             record: dict[str, float] = {"epoch": epoch, "loss": train_loss}
             if stop is not None:
                 proba = self._proba(module, stop[0])
-                record["stop_loss"] = _log_loss(proba, stop[1])
+                record["stop_loss"] = log_loss(stop[1], proba, eps=1e-12)
                 record["stop_accuracy"] = float(np.mean(proba.argmax(1) == stop[1]))
             if val is not None:
                 pred = self._proba(module, val[0]).argmax(1)
@@ -660,10 +655,6 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
             module.load_state_dict(torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True))
             module.eval()
             self.module_ = module
-
-
-def _log_loss(proba: np.ndarray, codes: np.ndarray) -> float:
-    return float(-np.mean(np.log(np.clip(proba[np.arange(len(codes)), codes], 1e-12, None))))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from sklearn.pipeline import Pipeline
 
 from emotune.spaces._common import (
     Report,
-    accuracy,
+    argmax_accuracy,
     block_ends,
     fit_preprocessing,
     rounds_pruner,
@@ -78,7 +78,7 @@ def fit(estimator: Pipeline, X: Any, y: Any, *, X_val: Any, y_val: Any, report: 
             # num_threads: without it LightGBM resets OpenMP to every core for the rest of training,
             # which made a one-CPU worker ~9x slower on a busy machine.
             proba = env.model.predict(Xv, num_iteration=rounds, num_threads=model.n_jobs)
-            report(step, accuracy(proba, classes, y_val))
+            report(step, argmax_accuracy(proba, classes, y_val))
 
     model.fit(Xt, y, callbacks=[_reporter])
     return estimator

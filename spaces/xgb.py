@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from emotune.spaces._common import (
     Report,
-    accuracy,
+    argmax_accuracy,
     block_ends,
     fit_preprocessing,
     rounds_pruner,
@@ -100,7 +100,7 @@ def fit(estimator: Pipeline, X: Any, y: Any, *, X_val: Any, y_val: Any, report: 
         def after_iteration(self, booster: Any, epoch: int, evals_log: Any) -> bool:
             step = ends.get(epoch + 1)
             if step is not None:  # the booster holds exactly epoch + 1 rounds now
-                report(step, accuracy(booster.predict(dval), classes, y_val))
+                report(step, argmax_accuracy(booster.predict(dval), classes, y_val))
             return False
 
     model.fit(Xt, y, callbacks=[_Reporter()])

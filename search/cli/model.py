@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from emotune.features import METRICS
 from emotune.features._corpora import CORPORA
 from emotune.features._labels import SCHEMES
 from emotune.search.cli._common import add_storage, check_inputs, command, print_json, run_options
@@ -55,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument(
         "--metric",
-        choices=["uar", "accuracy"],
+        choices=METRICS,
         default=None,
         help="what the weights maximise (default: the study's)",
     )
@@ -147,7 +148,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--target", default="emotion", choices=SCHEMES, help="label scheme (see `emotune search --help`)"
     )
     p.add_argument("--protocol", default="actor", choices=["actor", "random"], help="outer and inner splits")
-    p.add_argument("--metric", default="uar", choices=["uar", "accuracy"], help="objective and weight metric")
+    p.add_argument("--metric", default="uar", choices=METRICS, help="objective and weight metric")
     p.add_argument("--seed", type=SEED, default=0)
     norm = p.add_mutually_exclusive_group()
     norm.add_argument(

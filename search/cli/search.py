@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Any
 
+from emotune.features import METRICS
 from emotune.features._corpora import CORPORA
 from emotune.features._labels import SCHEMES
 from emotune.search.cli._common import add_storage, check_inputs, print_json, run_options, table
@@ -61,9 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         choices=["actor", "random"],
         help="test split: held-out speakers (default) or random 80/20",
     )
-    p.add_argument(
-        "--metric", default="uar", choices=["uar", "accuracy"], help="objective (both are recorded)"
-    )
+    p.add_argument("--metric", default="uar", choices=METRICS, help="objective (both are recorded)")
     p.add_argument("--seed", type=SEED, default=0, help="seed of the split, folds, samplers and models")
     p.add_argument(
         "--folds", type=FOLDS, default=5, help="cross-validation folds, >= 2 (fewer if too few speakers)"

@@ -227,8 +227,8 @@ def study_section(url: str, name: str) -> Section:
     import optuna
     from optuna.visualization import matplotlib as ovm
 
+    from emotune.features import scores
     from emotune.search._search import load_oof, open_study
-    from emotune.search.vote._ensemble import metrics as score_metrics
 
     study, spec, data = open_study(url, name)
     trials = study.get_trials(deepcopy=False)
@@ -283,7 +283,7 @@ def study_section(url: str, name: str) -> Section:
     y_train = np.array([spec.classes.index(data.labels[i]) for i in data.train_index])
     if oof is not None and oof.shape == (len(y_train), len(spec.classes)):
         pred = oof.argmax(axis=1)
-        m = score_metrics(y_train, pred)
+        m = scores(y_train, pred)
         sec.table(
             ["model", "space", "train acc", "CV acc", "CV UAR", "test acc", "test UAR"],
             [[f"{name}#{best.number}", spec.space, None, m["accuracy"], m["uar"], None, None]],

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from emotune.features._errors import EmotuneError
+from emotune.features import EmotuneError, scores
 from emotune.search._study import StudyData, StudySpec
 from emotune.search.vote._stack import VOTERS, StackedVoter, VoterChoice, choose_voter, fit_meta
 
@@ -278,17 +278,6 @@ def build_member(c: Candidate, n_classes: int) -> Any:
     return space_module(c.spec).build(c.params, seed=c.spec.seed, n_classes=n_classes)
 
 
-def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """Accuracy and UAR (a class predicted but absent from ``y_true`` is not a warning here)."""
-    import warnings
-
-    from emotune.search._objective import score
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
-        return {"accuracy": score("accuracy", y_true, y_pred), "uar": score("uar", y_true, y_pred)}
-
-
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Counts, rows = true class, columns = predicted class (class-code order)."""
     m = np.zeros((n_classes, n_classes), dtype=np.int64)
@@ -403,7 +392,7 @@ def fit_and_score(
 
     rows: list[dict[str, Any]] = []
     for i, c in enumerate(candidates):
-        cv = metrics(y_train, c.oof.argmax(axis=1))
+        cv = scores(y_train, c.oof.argmax(axis=1))
         row: dict[str, Any] = {
             "member": c.name,
             "study": c.study,
@@ -419,20 +408,20 @@ def fit_and_score(
         }
         if i in fitted:
             est, key = fitted[i]
-            row["train_accuracy"] = metrics(
+            row["train_accuracy"] = scores(
                 y_train, aligned_proba(est, arrays[key][train], n_classes).argmax(1)
             )["accuracy"]
             if len(test):
                 pred_i = aligned_proba(est, arrays[key][test], n_classes).argmax(1)
-                m = metrics(y_test, pred_i)
+                m = scores(y_test, pred_i)
                 row["test_accuracy"], row["test_uar"] = m["accuracy"], m["uar"]
                 row["test_confusion"] = confusion(y_test[y_test >= 0], pred_i[y_test >= 0], n_classes)
         rows.append(row)
 
     if choice.kind == "stacked" and choice.cv_proba is not None:
-        cv_voter = metrics(y_train, choice.cv_proba.argmax(axis=1))
+        cv_voter = scores(y_train, choice.cv_proba.argmax(axis=1))
     else:
-        cv_voter = metrics(y_train, blend([c.oof for c in candidates], sel.weights).argmax(axis=1))
+        cv_voter = scores(y_train, blend([c.oof for c in candidates], sel.weights).argmax(axis=1))
     train_pred = voter.predict_proba({k: arrays[k][train] for k in keys}).argmax(axis=1)
     vrow: dict[str, Any] = {
         "member": "voter",
@@ -445,7 +434,7 @@ def fit_and_score(
         "weight": 1.0,
         "cv_accuracy": cv_voter["accuracy"],
         "cv_uar": cv_voter["uar"],
-        "train_accuracy": metrics(y_train, train_pred)["accuracy"],
+        "train_accuracy": scores(y_train, train_pred)["accuracy"],
         "test_accuracy": None,
         "test_uar": None,
     }
@@ -453,7 +442,7 @@ def fit_and_score(
     if len(test):
         test_proba = voter.predict_proba({k: arrays[k][test] for k in keys})
         pred = test_proba.argmax(axis=1)
-        m = metrics(y_test, pred)
+        m = scores(y_test, pred)
         vrow["test_accuracy"], vrow["test_uar"] = m["accuracy"], m["uar"]
         known = y_test >= 0
         conf = confusion(y_test[known], pred[known], n_classes)

@@ -9,9 +9,10 @@ import warnings
 import optuna
 import pytest
 
+from emotune.features import score
 from emotune.search import _search
 from emotune.search._export import delete_study, export_best
-from emotune.search._objective import captured_warnings, score, summarize_warnings
+from emotune.search._objective import captured_warnings, summarize_warnings
 from emotune.search._study import StudyError
 from emotune.search.vote._ensemble import open_studies, top_candidates
 from emotune.spaces import get

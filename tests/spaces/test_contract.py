@@ -27,7 +27,7 @@ from emotune.spaces._common import (
     CLASSIC_WIDTH,
     LatestValuePruner,
     LogMel,
-    accuracy,
+    argmax_accuracy,
     block_ends,
 )
 
@@ -280,8 +280,10 @@ def test_block_ends_cover_every_step_and_end_at_the_last_round() -> None:
 def test_accuracy_reads_columns_in_class_order() -> None:
     classes = np.array(["a", "b", "c"])
     proba = np.array([[0.1, 0.7, 0.2], [0.8, 0.1, 0.1]])
-    assert accuracy(proba, classes, ["b", "a"]) == 1.0
-    assert accuracy(np.array([0.9, 0.2]), np.array(["x", "y"]), ["y", "x"]) == 1.0  # binary: P(classes[1])
+    assert argmax_accuracy(proba, classes, ["b", "a"]) == 1.0
+    assert (
+        argmax_accuracy(np.array([0.9, 0.2]), np.array(["x", "y"]), ["y", "x"]) == 1.0
+    )  # binary: P(classes[1])
 
 
 def _study(reports: list[list[float]], pruner: optuna.pruners.BasePruner, direction: Any = "maximize") -> Any:

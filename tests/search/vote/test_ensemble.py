@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from emotune.features import score
 from emotune.search import _search
 from emotune.search._export import delete_study
-from emotune.search._objective import score
 from emotune.search.vote import _modeldir as md
 from emotune.search.vote._ensemble import open_studies, top_candidates
 from emotune.search.vote._voter import blend, greedy_selection
