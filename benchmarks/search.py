@@ -214,7 +214,7 @@ def main() -> None:
             for arm, pruner in (("off", "none"), ("on", "auto")):
                 name = f"bench-prune-{arm}-{tag}"
                 made.append(name)
-                from emotune.search._objective import make_pruner
+                from emotune.spaces import make_pruner
 
                 study = optuna.create_study(
                     study_name=name, storage=url, direction="maximize", pruner=make_pruner(pruner, knn, 5)

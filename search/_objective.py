@@ -1,4 +1,4 @@
-"""The cross-validated objective every worker runs, and the pruners it reports to.
+"""The cross-validated objective every worker runs (its pruners: :mod:`emotune.spaces._pruners`).
 
 For fold ``k`` of ``K`` the objective fits ``space.build(params)`` on the fold's training rows and
 scores the held-out rows. Plain spaces report the running mean of fold scores at step ``k`` and may
@@ -30,8 +30,6 @@ from emotune.features import score
 
 if TYPE_CHECKING:
     import optuna
-
-PRUNERS = ("auto", "median", "wilcoxon", "hyperband", "none")
 
 
 class TrialInterrupted(Exception):
@@ -101,30 +99,6 @@ def aligned_proba(estimator: Any, X: np.ndarray, n_classes: int) -> np.ndarray:
     out = np.zeros((proba.shape[0], n_classes))
     out[:, seen] = proba
     return out
-
-
-def make_pruner(name: str, space: ModuleType, n_folds: int) -> optuna.pruners.BasePruner:
-    """The pruner for a study: the space's own for ``auto`` (default), else the named one."""
-    import optuna
-
-    if name == "auto":
-        if hasattr(space, "pruner"):
-            return space.pruner()
-        name = "median"
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    if name == "median":
-        # Running-mean median pruning: the value at step k is the mean of folds 0..k, so a trial is
-        # compared with others on the same folds. Chosen with benchmarks/search.py (pruning arm).
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0, n_min_trials=3)
-    if name == "wilcoxon":
-        return optuna.pruners.WilcoxonPruner(p_threshold=0.1)
-    if name == "hyperband":
-        max_steps = int(getattr(space, "MAX_STEPS", 1)) * n_folds
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(max_steps, 3))
-    from emotune.search._study import StudyError
-
-    raise StudyError(f"--pruner {name!r} is not one of {', '.join(PRUNERS)}")
 
 
 def oof_bytes(proba: np.ndarray) -> bytes:

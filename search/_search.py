@@ -30,7 +30,7 @@ import numpy as np
 
 from emotune.features._errors import EmotuneError
 from emotune.search import _storage as st
-from emotune.search._objective import TrialData, TrialInterrupted, make_objective, make_pruner, worker_id
+from emotune.search._objective import TrialData, TrialInterrupted, make_objective, worker_id
 from emotune.search._study import (
     FEATURES_PARAM,
     StudyData,
@@ -41,6 +41,7 @@ from emotune.search._study import (
     study_data_from_json,
 )
 from emotune.search._supervise import WorkerWatch
+from emotune.spaces import make_pruner
 
 if TYPE_CHECKING:
     import optuna

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import optuna
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
@@ -678,41 +677,6 @@ def training_kwargs(params: dict[str, Any], *, space: str, max_steps: int) -> di
         "patience": params.get("patience", 8),
         "class_weight": params.get("class_weight"),
     }
-
-
-class FirstFoldPruner(optuna.pruners.BasePruner):
-    """Prune with ``inner`` on the first fold's epochs only (steps ``< max_steps``); never after.
-
-    The search objective numbers steps ``fold * max_steps + epoch`` and also asks the pruner after
-    every fold. Deep trials are pruned on the first fold's learning curve; a trial that survives it
-    runs every fold, so its out-of-fold probabilities exist. Without this
-    guard, successive halving's later rungs (108, 324 ... steps) would prune survivors mid-CV.
-    """
-
-    def __init__(self, inner: optuna.pruners.BasePruner, max_steps: int) -> None:
-        self._inner = inner
-        self._max_steps = max_steps
-
-    def prune(self, study: optuna.study.Study, trial: optuna.trial.FrozenTrial) -> bool:
-        step = trial.last_step
-        if step is None or step >= self._max_steps:
-            return False
-        return self._inner.prune(study, trial)
-
-
-def successive_halving(max_steps: int) -> FirstFoldPruner:
-    """Successive halving over the first fold's epochs: rungs at ``r, 3r, 9r ...`` with ``r = max_steps // 10``.
-
-    Chosen over Hyperband for the study sizes emotune runs (tens of trials, a few workers): Hyperband
-    spreads trials over brackets that each see only a handful, while successive halving compares every
-    trial at every rung. ``min_early_stopping_rate=0``: the first rung is early, where a hopeless
-    learning rate already shows. A trial is kept at a rung when it is in the top third of the trials
-    that reached it (the first trial always is).
-    """
-    inner = optuna.pruners.SuccessiveHalvingPruner(
-        min_resource=max(1, max_steps // 10), reduction_factor=3, min_early_stopping_rate=0
-    )
-    return FirstFoldPruner(inner, max_steps)
 
 
 def fit_reporting(

@@ -21,9 +21,9 @@ from emotune.spaces._common import (
     argmax_accuracy,
     block_ends,
     fit_preprocessing,
-    rounds_pruner,
     tree_pipeline,
 )
+from emotune.spaces._pruners import median_over_rounds
 
 NAME = "xgb"
 FEATURES = "classic_stats"
@@ -108,10 +108,10 @@ def fit(estimator: Pipeline, X: Any, y: Any, *, X_val: Any, y_val: Any, report: 
 
 
 def pruner() -> Any:
-    """Median pruning of the latest value: round blocks of the first fold, then fold scores (no pruning
-    in the first 20% of the rounds). See :class:`~emotune.spaces._common.LatestValuePruner`.
+    """The first fold's validation accuracy after each tenth of the rounds against the median there
+    (not judged in the first 20% of the rounds): :func:`~emotune.spaces.median_over_rounds`.
     """
-    return rounds_pruner()
+    return median_over_rounds()
 
 
 class XGBoostClassifier(ClassifierMixin, BaseEstimator):

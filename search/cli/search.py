@@ -13,6 +13,7 @@ from emotune.features._corpora import CORPORA
 from emotune.features._labels import SCHEMES
 from emotune.search.cli._common import add_storage, check_inputs, print_json, run_options, table
 from emotune.search.cli.options import FOLDS, PORT, POSITIVE, SEED, seconds
+from emotune.spaces import PRUNER_ALIASES, PRUNERS
 
 _SEARCH_EXAMPLE = """example:
   emotune search mlp --study mlp-ravdess --data ~/data/ravdess --trials 100 --workers 4
@@ -79,8 +80,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--pruner",
         default="auto",
-        choices=["auto", "median", "wilcoxon", "hyperband", "none"],
-        help="pruner (auto: the space's)",
+        choices=PRUNERS + tuple(PRUNER_ALIASES),
+        help="auto (default): the space's own, else best-median; latest-median: the running mean of fold "
+        "scores below the median after the same fold; best-median: Optuna's MedianPruner (the best "
+        "value so far; `median` is the same); wilcoxon, hyperband: Optuna's; none",
     )
     p.add_argument(
         "--sampler", default="tpe", choices=["tpe", "random"], help="tpe (default) or random search"

@@ -25,7 +25,6 @@ from emotune.spaces._common import (
     CLASSIC_MEL,
     CLASSIC_MFCC,
     CLASSIC_WIDTH,
-    LatestValuePruner,
     LogMel,
     argmax_accuracy,
     block_ends,
@@ -286,63 +285,37 @@ def test_accuracy_reads_columns_in_class_order() -> None:
     )  # binary: P(classes[1])
 
 
-def _study(reports: list[list[float]], pruner: optuna.pruners.BasePruner, direction: Any = "maximize") -> Any:
-    """A study whose finished trials reported ``reports[i][step]`` (as the objective does: running means)."""
-    study = optuna.create_study(direction=direction, pruner=pruner)
-    for values in reports:
-        trial = study.ask()
-        for step, value in enumerate(values):
-            trial.report(value, step)
-        study.tell(trial, values[-1])
-    return study
-
-
-# Running means after folds 0, 1, 2 of five finished trials; the medians are 0.70 and 0.60 at steps 0 and 1.
-FINISHED = [[0.60 + 0.05 * i, 0.50 + 0.05 * i, 0.50 + 0.05 * i] for i in range(5)]
-
-
-def test_latest_value_pruner_judges_the_current_running_mean() -> None:
-    study = _study(FINISHED, LatestValuePruner(n_startup_trials=5))
-    trial = study.ask()
-    trial.report(0.90, 0)  # a lucky first fold
-    assert not trial.should_prune()
-    trial.report(0.55, 1)  # then a poor one: the running mean is below the median at step 1
-    assert trial.should_prune()
-
-    # MedianPruner judges the best value so far (0.90), so the lucky fold shields the trial.
-    median = _study(FINISHED, optuna.pruners.MedianPruner(n_startup_trials=5))
-    trial = median.ask()
-    trial.report(0.90, 0)
-    trial.report(0.55, 1)
-    assert not trial.should_prune()
-
-
-def test_latest_value_pruner_waits_for_startup_trials_and_warmup() -> None:
-    trial = _study(FINISHED[:4], LatestValuePruner(n_startup_trials=5)).ask()
-    trial.report(0.0, 0)
-    assert not trial.should_prune(), "pruned before n_startup_trials finished"
-
-    trial = _study(FINISHED, LatestValuePruner(n_startup_trials=5, n_warmup_steps=1)).ask()
-    trial.report(0.0, 0)
-    assert not trial.should_prune(), "pruned during warm-up"
-    trial.report(0.0, 1)
-    assert trial.should_prune()
-
-
-def test_latest_value_pruner_minimize_and_arguments() -> None:
-    study = _study([[1.0], [2.0], [3.0]], LatestValuePruner(n_startup_trials=2), direction="minimize")
-    worse, better = study.ask(), study.ask()
-    worse.report(2.5, 0)
-    better.report(1.5, 0)
-    assert worse.should_prune() and not better.should_prune()
-    for bad in ({"n_startup_trials": 0}, {"n_warmup_steps": -1}, {"percentile": 101}):
-        with pytest.raises(ValueError):
-            LatestValuePruner(**bad)
-
-
 @pytest.mark.parametrize("name", SPACES)
 def test_pruner_is_picklable(name: str) -> None:
     module = spaces.get(name)
     if not hasattr(module, "pruner"):
         pytest.skip(f"{name} uses the search's default pruner")
-    pickle.loads(pickle.dumps(module.pruner()))  # workers may receive it through Ray
+    pruner = module.pruner()
+    again = pickle.loads(pickle.dumps(pruner))  # workers may receive it through Ray
+    assert type(again) is type(pruner)
+    step = max(2, int(module.MAX_STEPS) // 10)  # past the boosting warm-up and the first epoch rung
+    decisions = _pruning_decisions(pruner, step)
+    assert decisions == [False, True, False], f"{name}: a good, a hopeless, a good trial at step {step}"
+    assert _pruning_decisions(again, step) == decisions
+
+
+def _pruning_decisions(pruner: optuna.pruners.BasePruner, step: int) -> list[bool]:
+    """``should_prune`` at ``step`` of three running trials (good, hopeless, good), after six finished ones.
+
+    Each finished trial reports 0.50 + 0.05 i at every step up to ``step`` and asks the pruner there
+    (successive halving records its rung values when asked).
+    """
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for i in range(6):
+        trial = study.ask()
+        for s in range(step + 1):
+            trial.report(0.50 + 0.05 * i, s)
+        trial.should_prune()
+        study.tell(trial, 0.50 + 0.05 * i)
+    decisions = []
+    for value in (0.95, 0.10, 0.90):
+        trial = study.ask()
+        for s in range(step + 1):
+            trial.report(value, s)
+        decisions.append(trial.should_prune())
+    return decisions
