@@ -30,6 +30,14 @@ import numpy as np
 
 from emotune.features._errors import EmotuneError
 from emotune.search import _storage as st
+from emotune.search._data import (
+    build_features,
+    class_order,
+    feature_sets,
+    labelled_rows,
+    load_space,
+    trial_data,
+)
 from emotune.search._objective import TrialData, TrialInterrupted, make_objective, worker_id
 from emotune.search._study import (
     FEATURES_PARAM,
@@ -75,29 +83,6 @@ class Prepared:
     created: bool
 
 
-def _load_space(ref: str) -> ModuleType:
-    from emotune.spaces import get
-
-    return get(ref)
-
-
-def load_arrays(spec: StudySpec, sdata: StudyData, *, cache_dir: str | Path | None = None) -> np.ndarray:
-    """The feature matrix of every row of a study, in the study's row order."""
-    from emotune.features import Row, load
-
-    rows = [Row(**r) for r in sdata.rows]
-    ds = load(
-        rows, spec.feature_params, scheme=spec.target, cache_dir=cache_dir, speaker_norm=spec.speaker_norm
-    )
-    pos = {h: i for i, h in enumerate(ds.hashes)}
-    missing = [sdata.rows[i]["path"] for i, h in enumerate(sdata.hashes) if h not in pos]
-    if missing:
-        raise StudyError(
-            f"features of {missing[0]} are not in the cache (and {len(missing) - 1} more): run `emotune features build` on the study's data"
-        )
-    return np.asarray(ds.X[[pos[h] for h in sdata.hashes]])
-
-
 def prepare(
     space_ref: str,
     study_name: str,
@@ -121,11 +106,11 @@ def prepare(
     """Scan and label the data, build missing features, and create (or check) the study."""
     import optuna
 
-    from emotune.features import build, default_params, label_of, scan
+    from emotune.features import default_params, label_of
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-    space = _load_space(space_ref)
+    space = load_space(space_ref)
     sets = feature_sets(space, feature_set)
     # vgg16_bottleneck: its params hold the sha256 of $EMOTUNE_VGG16_WEIGHTS
     choices = {name: default_params(name) for name in sets}
@@ -135,24 +120,12 @@ def prepare(
     for d in data:
         if not Path(d).exists():
             raise StudyError(f"--data {d}: no such file or folder")
-    scanned = scan([str(d) for d in data], corpus=corpus, labels=labels)
-    rows = [r for r in scanned.rows if label_of(r, target) is not None]
-    if not rows:
-        raise StudyError(f"no file under {', '.join(map(str, data))} has a label under --target {target}")
-    report = build(
-        rows,
-        params=list(choices.values()),
-        cache_dir=cache_dir,
-        ray_address=ray_address,
-        num_cpus=num_cpus,
-        progress=progress,
-    )
-    failed = {f["path"] for f in report.failed}
-    rows = [r for r in rows if r.path not in failed]
-    hashes = [report.hashes[r.path] for r in rows]
+    rows = labelled_rows(data, target=target, corpus=corpus, labels=labels)
+    rows, hashes = build_features(rows, list(choices.values()), cache_dir=cache_dir, ray_address=ray_address,
+                                  num_cpus=num_cpus, progress=progress)  # fmt: skip
     labels_ = [str(label_of(r, target)) for r in rows]
     sdata = study_data(rows, hashes, labels_, protocol=protocol, seed=seed, folds=folds)
-    classes = sorted(set(labels_), key=_class_order(target, rows))
+    classes = sorted(set(labels_), key=class_order(target, rows))
     spec = StudySpec(
         space=space.NAME,
         feature_set=fset,
@@ -173,65 +146,6 @@ def prepare(
     return Prepared(
         study_name, url, space, spec, sdata, trial_data(spec, sdata, cache_dir=cache_dir), created
     )
-
-
-def feature_sets(space: ModuleType, feature_set: str | Sequence[str] | None) -> list[str]:
-    """The feature sets a study of ``space`` uses: one pinned, or several searched (first = default).
-
-    ``feature_set`` is None (the space's ``FEATURES``), a set name, a comma-separated list, or
-    ``"all"`` (every set the space accepts, its default first).
-
-    Raises:
-        StudyError: a set the space does not accept (the message lists those it does).
-    """
-    from emotune.spaces import accepts
-
-    ok = accepts(space)
-    if feature_set is None:
-        return [space.FEATURES]
-    given = feature_set.split(",") if isinstance(feature_set, str) else list(feature_set)
-    names = [n.strip() for n in given if n.strip()]
-    if names == ["all"]:
-        names = [space.FEATURES] + [n for n in ok if n != space.FEATURES]
-    bad = [n for n in names if n not in ok]
-    if bad or not names:
-        raise StudyError(
-            f"--features {feature_set if isinstance(feature_set, str) else ','.join(given)}: space "
-            f"{space.NAME} accepts {', '.join(ok)} (one, several separated by commas, or all)"
-        )
-    return list(dict.fromkeys(names))
-
-
-def trial_data(spec: StudySpec, sdata: StudyData, *, cache_dir: str | Path | None = None) -> TrialData:
-    """The training rows' matrices (one per searched feature set), codes and folds for the workers."""
-    train = sdata.train_index
-    sets = list(spec.feature_choices) or [spec.feature_set]
-    by_set = {
-        name: load_arrays(spec.for_trial({FEATURES_PARAM: name}), sdata, cache_dir=cache_dir)[train]
-        for name in sets
-    }
-    return trial_data_from(spec, sdata, by_set)
-
-
-def trial_data_from(spec: StudySpec, sdata: StudyData, by_set: dict[str, np.ndarray]) -> TrialData:
-    """:func:`trial_data` from matrices already loaded: ``by_set`` maps each set to its training rows."""
-    train = sdata.train_index
-    code = {c: i for i, c in enumerate(spec.classes)}
-    return TrialData(
-        X=by_set[spec.feature_set],
-        y=np.array([code[sdata.labels[i]] for i in train], dtype=np.int64),
-        folds=sdata.folds,
-        classes=list(spec.classes),
-        hashes=[sdata.hashes[i] for i in train],
-        X_by_set=dict(by_set) if spec.feature_choices else None,
-    )
-
-
-def _class_order(target: str, rows: Sequence[Any]) -> Any:
-    from emotune.features import class_names
-
-    order = {c: i for i, c in enumerate(class_names(target, rows))}
-    return lambda c: (order.get(c, len(order)), c)
 
 
 def create_or_check(url: str, name: str, spec: StudySpec, sdata: StudyData) -> bool:
@@ -285,7 +199,7 @@ def enqueue_defaults(study: optuna.Study, spec: StudySpec) -> None:
     ``enqueue_trial``, the warm start auto-sklearn and FLAML use); with a searched feature set each
     default runs on the study's first set.
     """
-    space = _load_space(spec.space_path or spec.space)
+    space = load_space(spec.space_path or spec.space)
     for params in getattr(space, "DEFAULTS", ()):
         extra = {FEATURES_PARAM: spec.feature_set} if spec.feature_choices else {}
         study.enqueue_trial({**params, **extra}, skip_if_exists=True)
@@ -385,7 +299,7 @@ class Worker:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         _limit_threads()
-        space = _load_space(self.space_ref)
+        space = load_space(self.space_ref)
         storage = st.retry_db(st.make_storage, self.url, heartbeat=self.heartbeat)
         sampler = make_sampler(self.sampler, self.seed + self.index)
         pruner = make_pruner(self.pruner, space, len(data.folds))

@@ -228,7 +228,7 @@ def load_inputs(
     cache_dir: str | Path | None = None,
 ) -> dict[str, np.ndarray]:
     """Every input's feature matrix over all rows of the (shared) dataset, in study row order."""
-    from emotune.search._search import load_arrays
+    from emotune.search._data import load_arrays
 
     by_study = {o.name: o for o in opened}
     arrays: dict[str, np.ndarray] = {}
@@ -250,7 +250,7 @@ def training_stats(
     ``predict`` normalises a file with these when its speaker cannot be named or has fewer than
     five files in the call.
     """
-    from emotune.search._search import load_arrays
+    from emotune.search._data import load_arrays
 
     raw = load_arrays(dataclasses.replace(spec, speaker_norm=False), data, cache_dir=cache_dir)[rows]
     return pooled_stats(raw)

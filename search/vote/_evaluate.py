@@ -330,12 +330,10 @@ class _Plan:
     def arrays(self, feature_set: str, sn: bool) -> np.ndarray:
         """One feature set over every row, once (slices feed the folds)."""
         from emotune.features import default_params
-        from emotune.search._search import load_arrays
-        from emotune.search._study import StudySpec
+        from emotune.search._data import feature_matrix
 
-        spec = StudySpec(space="-", feature_set=feature_set, feature_params=default_params(feature_set),
-                         target=self.target, speaker_norm=sn)  # fmt: skip
-        return load_arrays(spec, self.study_data(np.arange(len(self.rows)), []), cache_dir=self.cache_dir)
+        return feature_matrix(self.rows, self.hashes, default_params(feature_set), target=self.target,
+                              speaker_norm=sn, cache_dir=self.cache_dir)  # fmt: skip
 
 
 def _plan(
@@ -355,8 +353,8 @@ def _plan(
     progress: bool,
 ) -> _Plan:
     """Check the settings, scan and label the data, build its features, make the outer folds."""
-    from emotune.features import build, default_params, label_of, scan
-    from emotune.search import _search
+    from emotune.features import default_params, label_of
+    from emotune.search._data import build_features, feature_sets, labelled_rows, load_space
     from emotune.search._study import PROTOCOLS
 
     if protocol not in PROTOCOLS:
@@ -365,26 +363,21 @@ def _plan(
         raise EvaluateError(f"--outer-folds {outer} must be at least 2")
     if not spaces:
         raise EvaluateError("--spaces: give at least one space")
-    modules = [_search._load_space(s) for s in spaces]
+    modules = [load_space(s) for s in spaces]
     if len({m.NAME for m in modules}) != len(modules):
         raise EvaluateError(f"--spaces {','.join(spaces)}: a space is given twice")
-    sets = [_search.feature_sets(m, features) for m in modules]
+    sets = [feature_sets(m, features) for m in modules]
     for d in data:
         if not Path(d).exists():
             raise EvaluateError(f"{d}: no such file or folder")
     params = {name: default_params(name) for s in sets for name in s}
 
-    scanned = scan([str(d) for d in data], corpus=corpus, labels=labels)
-    rows = [r for r in scanned.rows if label_of(r, target) is not None]
-    if not rows:
-        raise EvaluateError(f"no file under {', '.join(map(str, data))} has a label under --target {target}")
+    rows = labelled_rows(data, target=target, corpus=corpus, labels=labels)
     _say(f"{len(rows)} labelled files; building features ({', '.join(params)}) ...", progress)
-    report = build(rows, params=list(params.values()), cache_dir=cache_dir, ray_address=ray_address,
-                   num_cpus=num_cpus, progress=progress)  # fmt: skip
-    failed = {f["path"] for f in report.failed}
-    rows = [r for r in rows if r.path not in failed]
-    rows = sorted(rows, key=lambda r: (report.hashes[r.path], r.path))
-    hashes = [report.hashes[r.path] for r in rows]
+    rows, hashes = build_features(rows, list(params.values()), cache_dir=cache_dir, ray_address=ray_address,
+                                  num_cpus=num_cpus, progress=progress)  # fmt: skip
+    order = sorted(range(len(rows)), key=lambda i: (hashes[i], rows[i].path))  # independent of scan order
+    rows, hashes = [rows[i] for i in order], [hashes[i] for i in order]
     labels_ = [str(label_of(r, target)) for r in rows]
     groups = [r.speaker for r in rows]
     n_speakers = len(set(groups))
@@ -429,12 +422,13 @@ def _run_fold(
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
     """One outer fold under one normalisation: search every space on the training rows, ensemble, test."""
     from emotune.search import _search
+    from emotune.search._data import class_order, trial_data_from
     from emotune.search._study import dataset_digest, make_folds
 
     tr_rows = [plan.rows[i] for i in train_idx]
     tr_labels = [plan.labels[i] for i in train_idx]
     tr_groups = [plan.groups[i] for i in train_idx]
-    classes = sorted(set(tr_labels), key=_search._class_order(plan.target, tr_rows))
+    classes = sorted(set(tr_labels), key=class_order(plan.target, tr_rows))
     folds = make_folds(tr_labels, tr_groups, protocol=plan.protocol, folds=inner, seed=plan.seed, quiet=True)
     sdata = plan.study_data(train_idx, folds)
     digest = dataset_digest(sdata.hashes, sdata.labels, tr_groups)
@@ -446,9 +440,7 @@ def _run_fold(
             spec = dataclasses.replace(plan.spec(i, sn, inner, metric), classes=classes, dataset_sha=digest)
             names.append(name)
             _search.create_or_check(url, name, spec, sdata)
-            tdata = _search.trial_data_from(
-                spec, sdata, {s: arrays[(s, sn)][train_idx] for s in plan.sets[i]}
-            )
+            tdata = trial_data_from(spec, sdata, {s: arrays[(s, sn)][train_idx] for s in plan.sets[i]})
             prep = _search.Prepared(name, url, m, spec, sdata, tdata, True)
             summary = _search.run(prep, n_trials=trials, workers=workers, ray_address=ray_address,
                                   num_cpus=num_cpus, timeout=timeout, progress=progress)  # fmt: skip
