@@ -1,4 +1,4 @@
-"""Feature extraction: `emotune features build` against seed-style serial extraction and the floor.
+"""Feature extraction: `emotune features build` against serial per-file extraction (the 180-means recipe's) and the floor.
 
 Corpus: RAVDESS-size, made from the 240 real files of ../shared/data/ravdess: 1,440 files under
 actor numbers 01..24 (copy c of actor a becomes actor 4c + a, so genders keep their parity), each
@@ -9,7 +9,7 @@ Arms, each a fresh process, run one after the other on the same files (the seria
 BLAS thread, as each Ray worker has); seed, cold and floor alternate, ``--repeats`` times (default 2),
 and the best run of each counts:
 
-- seed:  seed 000's extraction, file after file in one process: librosa.load at 22,050 Hz, then
+- seed:  the 180-means recipe's extraction, file after file in one process: librosa.load at 22,050 Hz, then
          separate mfcc(n_mfcc=40), chroma_stft(S=|stft|) and melspectrogram calls (three STFTs).
 - cold:  ``emotune features build DIR --cache FRESH --json`` (local Ray started by the command,
          all cores; numba's JIT cache warm, as after any first run on a machine).

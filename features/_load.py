@@ -72,7 +72,7 @@ def load(
         speaker_norm: z-score each feature within each speaker (see :func:`speaker_normalize`).
         drop_length_outliers: Drop files whose duration lies more than this many robust standard
             deviations (1.4826 x the median absolute deviation) from the median duration of the
-            labelled rows, as seed 003 dropped "the ones with extreme lengths". None keeps all.
+            labelled rows (the MFCC-sequence recipe dropped "the ones with extreme lengths"). None keeps all.
 
     Returns:
         A :class:`Dataset`.

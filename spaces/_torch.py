@@ -787,7 +787,7 @@ class SpectrogramImage(TransformerMixin, BaseEstimator):
 class VGG16Net:
     """VGG16 (weights from a local torchvision file) with a new dense head, fine-tuned end to end.
 
-    Input: :func:`spectrogram_images` ``[shape=(n, h, w)]``; 224x224 reproduces the seed, other sizes
+    Input: :func:`spectrogram_images` ``[shape=(n, h, w)]``; 224x224 is VGG16's own size, other sizes
     work through the 7x7 adaptive pool. The convolutional part learns at ``trunk_lr_scale`` times the
     head's rate. Practical on a GPU only.
     """
@@ -844,7 +844,7 @@ class VGG16Bottleneck(TransformerMixin, BaseEstimator):
     """Frozen VGG16 bottleneck: log-mel spectrograms ``[shape=(n, h, w)]`` -> ``[shape=(n, 25088)]``.
 
     :func:`spectrogram_images`, VGG16's convolutional part, the 7x7 adaptive average pool, flatten:
-    what torchvision's classifier (and the seed's Keras ``include_top=False`` + ``Flatten``) reads.
+    what torchvision's classifier (and Keras' ``include_top=False`` + ``Flatten``) reads.
     Nothing is learnt, so ``fit`` only checks the weights file and records its sha256; ``transform``
     refuses a different file. Rows are memoised per process (``$EMOTUNE_BOTTLENECK_MEMO_MB``,
     default 512, about 5,000 rows), so folds and trials of one worker compute each row once.

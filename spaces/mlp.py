@@ -1,6 +1,6 @@
-"""scikit-learn multilayer perceptron (one hidden layer, as in seed 000) on log-mel, standardised features.
+"""scikit-learn multilayer perceptron (one hidden layer) on log-mel, standardised features.
 
-Seed 000's best: relu, lbfgs, 1,283 hidden units, alpha 0.385, batch 163, constant rate, 1,000 iterations
+The 180-means recipe's best: relu, lbfgs, 1,283 hidden units, alpha 0.385, batch 163, constant rate, 1,000 iterations
 (test accuracy 0.83, its best single model). ``batch_size`` and the learning-rate parameters only exist for
 the solvers that use them.
 """

@@ -694,7 +694,7 @@ def _f(v: Any) -> str:
 
 
 def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Seed 000's table: per member and for the voter, train / CV / test accuracy, CV and test UAR.
+    """The table: per member and for the voter, train / CV / test accuracy, CV and test UAR.
 
     CV = pooled out-of-fold predictions on the training part (for the voter: its blend of them).
     """

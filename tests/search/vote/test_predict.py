@@ -35,7 +35,7 @@ def _model(tmp_path_factory, pg_url, ray_address, cache, ravdess, *, speaker_nor
                 ray_address=ray_address,
                 progress=False,
                 speaker_norm=speaker_norm,
-                feature_set="classic",  # the seed's means: what _cached_features loads
+                feature_set="classic",  # the 180 means: what _cached_features loads
             )
             _search.run(prep, n_trials=3, workers=2, ray_address=ray_address, progress=False)
         out = tmp_path_factory.mktemp("model") / "model"
