@@ -102,6 +102,7 @@ def test_tuning_estimate_equals_librosa(data_dir: Path, name: str) -> None:
     assert ours == librosa.estimate_tuning(S=magnitude.T, sr=SR, bins_per_octave=12)
 
 
+@settings(deadline=None)  # numba compiles on the first example: seconds on a loaded machine
 @given(st.lists(st.floats(20.0, 8000.0, width=32), min_size=1, max_size=400))
 def test_pitch_tuning_equals_librosa(freqs: list[float]) -> None:
     f = np.array(freqs, dtype=np.float32)
