@@ -37,7 +37,7 @@ def feature_cache(tmp_path_factory: pytest.TempPathFactory, ravdess: Path, ray_a
     return cache
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def search_env(ray_address: str, feature_cache: Path) -> dict[str, str]:
     """Environment of a CLI search: the session's Ray, short heartbeats, the shared cache."""
     return {
