@@ -9,9 +9,19 @@ import sys
 from typing import Any
 
 from emotune.features import METRICS
-from emotune.features._corpora import CORPORA
 from emotune.features._labels import SCHEMES
-from emotune.search.cli._common import add_storage, check_inputs, print_json, run_options, table
+from emotune.search._study import PROTOCOLS
+from emotune.search._worker import SAMPLERS
+from emotune.search.cli._common import (
+    add_cache,
+    add_corpus,
+    add_ray,
+    add_storage,
+    check_inputs,
+    print_json,
+    run_options,
+    table,
+)
 from emotune.search.cli.options import FOLDS, PORT, POSITIVE, SEED, seconds
 from emotune.spaces import PRUNER_ALIASES, PRUNERS
 
@@ -23,6 +33,15 @@ _SEARCH_EXAMPLE = """example:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register the study commands."""
+    _register_spaces(sub)
+    _register_search(sub)
+    _register_studies(sub)
+    _register_export(sub)
+    _register_dashboard(sub)
+    _register_storage(sub)
+
+
+def _register_spaces(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "spaces",
         help="list search spaces",
@@ -32,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     p.set_defaults(func=cmd_spaces)
 
+
+def _register_search(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "search",
         help="run a study with Ray workers on a shared storage",
@@ -60,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--protocol",
         default="actor",
-        choices=["actor", "random"],
+        choices=PROTOCOLS,
         help="test split: held-out speakers (default) or random 80/20",
     )
     p.add_argument("--metric", default="uar", choices=METRICS, help="objective (both are recorded)")
@@ -85,9 +106,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "scores below the median after the same fold; best-median: Optuna's MedianPruner (the best "
         "value so far; `median` is the same); wilcoxon, hyperband: Optuna's; none",
     )
-    p.add_argument(
-        "--sampler", default="tpe", choices=["tpe", "random"], help="tpe (default) or random search"
-    )
+    p.add_argument("--sampler", default="tpe", choices=SAMPLERS, help="tpe (default) or random search")
     p.add_argument(
         "--timeout",
         type=seconds(),
@@ -95,11 +114,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         metavar="S",
         help="stop starting trials after S seconds (> 0)",
     )
-    p.add_argument("--corpus", default=None, choices=CORPORA, help="force the corpus reader")
-    p.add_argument("--labels", default=None, metavar="CSV", help="labels file for a generic corpus")
-    p.add_argument(
-        "--cache", default=None, metavar="DIR", help="feature cache (default: $EMOTUNE_HOME/cache)"
-    )
+    add_corpus(p)
+    add_cache(p)
     p.add_argument(
         "--storage-patience",
         type=seconds(),
@@ -113,6 +129,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.set_defaults(func=cmd_search)
 
+
+def _register_studies(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "studies",
         help="list studies (or delete one)",
@@ -133,6 +151,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_storage(d)
     d.set_defaults(func=cmd_studies_delete)
 
+
+def _register_export(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "export",
         help="write a study's best trial as JSON",
@@ -144,6 +164,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_storage(p)
     p.set_defaults(func=cmd_export)
 
+
+def _register_dashboard(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "dashboard",
         help="optuna-dashboard on the same storage",
@@ -155,6 +177,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_storage(p)
     p.set_defaults(func=cmd_dashboard)
 
+
+def _register_storage(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "storage",
         help="the embedded PostgreSQL: status, start or stop",
@@ -165,16 +189,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--json", action="store_true")
     p.add_argument("--force", action="store_true", help="stop even while studies on it have RUNNING trials")
     p.set_defaults(func=cmd_storage)
-
-
-def add_ray(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--ray-address",
-        default=None,
-        metavar="ADDR",
-        help="Ray cluster to attach to (env RAY_ADDRESS); default: a local Ray",
-    )
-    p.add_argument("--num-cpus", type=POSITIVE, default=None, help="CPUs of the local Ray (default: all)")
 
 
 def cmd_spaces(args: argparse.Namespace) -> int:
