@@ -20,13 +20,16 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from emotune.features import EmotuneError, scores
 from emotune.search._study import StudyData, StudySpec
 from emotune.search.vote._stack import VOTERS, StackedVoter, VoterChoice, choose_voter, fit_meta
+
+if TYPE_CHECKING:
+    from emotune.search.vote._voter import Selection
 
 DEFAULT_TOP_K = 3
 DEFAULT_ITERATIONS = 50
@@ -321,21 +324,84 @@ def fit_and_score(
     cross-validation on the out-of-fold rows (:func:`~emotune.search.vote._stack.choose_voter`) unless
     ``voter_kind`` names one; without, the voter is greedy.
     """
-    from emotune.search._objective import aligned_proba, captured_warnings, summarize_warnings
-    from emotune.search.vote._voter import SoftVoter, blend, greedy_selection
+    from emotune.search._objective import captured_warnings, summarize_warnings
+    from emotune.search.vote._voter import greedy_selection
 
     say = say or (lambda m: _say(m, progress))
-    n_classes = len(classes)
-    code = {c: i for i, c in enumerate(classes)}
-    # A test label the training part lacks (possible in nested evaluation) is -1: never predicted.
-    y_all = np.array([code.get(v, -1) for v in labels], dtype=np.int64)
-    y_train, y_test = y_all[train], y_all[test]
-    if (y_train < 0).any():
-        raise EnsembleError("a training label is missing from the class list")
-    labels_arr = np.asarray(labels)
+    split = _Split.of(arrays, labels, classes, train, test)
+    sel = greedy_selection([c.oof for c in candidates], split.y_train, metric=metric, iterations=iterations)
+    choice = _choose(candidates, split.y_train, folds, metric=metric, iterations=iterations, kind=voter_kind)
+    voter, chosen = _unfitted_voter(candidates, sel, choice, classes, split.y_train, metric=metric, say=say)
+    keys = sorted({candidates[i].key for i in chosen})
+    t0 = time.perf_counter()
+    say(f"refitting {len(chosen)} member(s) on {len(train)} training files ...")
+    with captured_warnings() as caught:
+        voter.fit(split.inputs(keys, train), np.asarray(labels)[train])
+    say(f"refit in {time.perf_counter() - t0:.1f} s")
+    if caught:
+        say("library warnings while refitting: " + "; ".join(summarize_warnings(caught, most=2)))
 
-    sel = greedy_selection([c.oof for c in candidates], y_train, metric=metric, iterations=iterations)
-    choice = _choose(candidates, y_train, folds, metric=metric, iterations=iterations, kind=voter_kind)
+    # Member probabilities on train/test: the voter's own members, plus each study's best if unchosen.
+    fitted: dict[int, tuple[Any, str]] = {
+        i: (est, candidates[i].key) for i, est in zip(chosen, voter.estimators_, strict=True)
+    }
+    if refit_best_of_each_study:
+        fitted |= _refit_unchosen_bests(candidates, chosen, split, say)
+    rows = [
+        _member_row(i, c, fitted.get(i), split, weight=float(sel.weights[i]) if choice.kind == "greedy" else float(i in chosen))
+        for i, c in enumerate(candidates)
+    ]  # fmt: skip
+    vrow, conf, test_proba = _voter_row(voter, keys, candidates, chosen, sel, choice, split)
+    rows.append(vrow)
+    return Fitted(voter, sel, rows, conf, test_proba, chosen, choice)
+
+
+@dataclass
+class _Split:
+    """The rows an ensemble is fitted (``train``) and tested (``test``, may be empty) on."""
+
+    arrays: Mapping[str, np.ndarray]
+    train: np.ndarray
+    test: np.ndarray
+    y_train: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+
+    @classmethod
+    def of(
+        cls,
+        arrays: Mapping[str, np.ndarray],
+        labels: Sequence[str],
+        classes: Sequence[str],
+        train: np.ndarray,
+        test: np.ndarray,
+    ) -> _Split:
+        code = {c: i for i, c in enumerate(classes)}
+        # A test label the training part lacks (possible in nested evaluation) is -1: never predicted.
+        y_all = np.array([code.get(v, -1) for v in labels], dtype=np.int64)
+        if (y_all[train] < 0).any():
+            raise EnsembleError("a training label is missing from the class list")
+        return cls(arrays, train, test, y_all[train], y_all[test], len(classes))
+
+    def inputs(self, keys: Sequence[str], rows: np.ndarray) -> dict[str, np.ndarray]:
+        """The voter's input: each feature input's matrix at ``rows``."""
+        return {k: self.arrays[k][rows] for k in keys}
+
+
+def _unfitted_voter(
+    candidates: Sequence[Candidate],
+    sel: Selection,
+    choice: VoterChoice,
+    classes: Sequence[str],
+    y_train: np.ndarray,
+    *,
+    metric: str,
+    say: Callable[[str], None],
+) -> tuple[Any, list[int]]:
+    """The chosen voter, its members not fitted yet, and the candidates it holds (indices, in order)."""
+    from emotune.search.vote._voter import SoftVoter
+
+    n_classes = len(classes)
     if choice.kind == "stacked":
         chosen = list(range(len(candidates)))
         say(
@@ -347,82 +413,100 @@ def fit_and_score(
         voter: SoftVoter = StackedVoter(
             members, meta=meta, inputs=[candidates[i].key for i in chosen], classes=list(classes)
         )
-    else:
-        chosen = [i for i in range(len(candidates)) if sel.counts[i] > 0]
-        say(
-            "weights chosen on out-of-fold probabilities: "
-            + ", ".join(f"{candidates[i].name}={sel.weights[i]:.2f}" for i in chosen)
-            + f" (out-of-fold {metric} {sel.score:.4f}; best member {sel.member_scores[sel.best_member]:.4f})"
-            + (
-                f"; cross-validated: {', '.join(f'{k} {v:.4f}' for k, v in choice.cv_scores.items())}"
-                if choice.cv_scores
-                else ""
-            )
+        return voter, chosen
+    chosen = [i for i in range(len(candidates)) if sel.counts[i] > 0]
+    say(
+        "weights chosen on out-of-fold probabilities: "
+        + ", ".join(f"{candidates[i].name}={sel.weights[i]:.2f}" for i in chosen)
+        + f" (out-of-fold {metric} {sel.score:.4f}; best member {sel.member_scores[sel.best_member]:.4f})"
+        + (
+            f"; cross-validated: {', '.join(f'{k} {v:.4f}' for k, v in choice.cv_scores.items())}"
+            if choice.cv_scores
+            else ""
         )
-        voter = SoftVoter(
-            [(candidates[i].name, build_member(candidates[i], n_classes)) for i in chosen],
-            weights=[int(sel.counts[i]) for i in chosen],
-            inputs=[candidates[i].key for i in chosen],
-            classes=list(classes),
-        )
-    keys = sorted({candidates[i].key for i in chosen})
-    t0 = time.perf_counter()
-    say(f"refitting {len(chosen)} member(s) on {len(train)} training files ...")
-    with captured_warnings() as caught:
-        voter.fit({k: arrays[k][train] for k in keys}, labels_arr[train])
-    say(f"refit in {time.perf_counter() - t0:.1f} s")
-    if caught:
-        say("library warnings while refitting: " + "; ".join(summarize_warnings(caught, most=2)))
+    )
+    voter = SoftVoter(
+        [(candidates[i].name, build_member(candidates[i], n_classes)) for i in chosen],
+        weights=[int(sel.counts[i]) for i in chosen],
+        inputs=[candidates[i].key for i in chosen],
+        classes=list(classes),
+    )
+    return voter, chosen
 
-    # Member probabilities on train/test: the voter's own members, plus each study's best if unchosen.
-    fitted: dict[int, tuple[Any, str]] = {
-        i: (est, candidates[i].key) for i, est in zip(chosen, voter.estimators_, strict=True)
-    }
-    if refit_best_of_each_study:
-        best_of: dict[str, int] = {}
-        for i, c in enumerate(candidates):
-            if c.study not in best_of or c.value > candidates[best_of[c.study]].value:
-                best_of[c.study] = i
-        for i in sorted(set(best_of.values()) - set(chosen)):
-            c = candidates[i]
-            say(f"refitting {c.name} (its study's best, not chosen) for the table ...")
-            with captured_warnings():
-                est = build_member(c, n_classes).fit(arrays[c.key][train], y_train)
-            fitted[i] = (est, c.key)
 
-    rows: list[dict[str, Any]] = []
+def _refit_unchosen_bests(
+    candidates: Sequence[Candidate], chosen: Sequence[int], split: _Split, say: Callable[[str], None]
+) -> dict[int, tuple[Any, str]]:
+    """Each study's best candidate that the voter does not hold, fitted on the training rows (for the table)."""
+    from emotune.search._objective import captured_warnings
+
+    best_of: dict[str, int] = {}
     for i, c in enumerate(candidates):
-        cv = scores(y_train, c.oof.argmax(axis=1))
-        row: dict[str, Any] = {
-            "member": c.name,
-            "study": c.study,
-            "trial": c.trial,
-            "space": c.spec.space,
-            "feature_set": c.spec.feature_set,
-            "weight": float(sel.weights[i]) if choice.kind == "greedy" else float(i in chosen),
-            "cv_accuracy": cv["accuracy"],
-            "cv_uar": cv["uar"],
-            "train_accuracy": None,
-            "test_accuracy": None,
-            "test_uar": None,
-        }
-        if i in fitted:
-            est, key = fitted[i]
-            row["train_accuracy"] = scores(
-                y_train, aligned_proba(est, arrays[key][train], n_classes).argmax(1)
-            )["accuracy"]
-            if len(test):
-                pred_i = aligned_proba(est, arrays[key][test], n_classes).argmax(1)
-                m = scores(y_test, pred_i)
-                row["test_accuracy"], row["test_uar"] = m["accuracy"], m["uar"]
-                row["test_confusion"] = confusion(y_test[y_test >= 0], pred_i[y_test >= 0], n_classes)
-        rows.append(row)
+        if c.study not in best_of or c.value > candidates[best_of[c.study]].value:
+            best_of[c.study] = i
+    fitted: dict[int, tuple[Any, str]] = {}
+    for i in sorted(set(best_of.values()) - set(chosen)):
+        c = candidates[i]
+        say(f"refitting {c.name} (its study's best, not chosen) for the table ...")
+        with captured_warnings():
+            est = build_member(c, split.n_classes).fit(split.arrays[c.key][split.train], split.y_train)
+        fitted[i] = (est, c.key)
+    return fitted
+
+
+def _member_row(
+    i: int, c: Candidate, fitted: tuple[Any, str] | None, split: _Split, *, weight: float
+) -> dict[str, Any]:
+    """A candidate's row of the table: out-of-fold scores; train and test scores when it was fitted."""
+    from emotune.search._objective import aligned_proba
+
+    cv = scores(split.y_train, c.oof.argmax(axis=1))
+    row: dict[str, Any] = {
+        "member": c.name,
+        "study": c.study,
+        "trial": c.trial,
+        "space": c.spec.space,
+        "feature_set": c.spec.feature_set,
+        "weight": weight,
+        "cv_accuracy": cv["accuracy"],
+        "cv_uar": cv["uar"],
+        "train_accuracy": None,
+        "test_accuracy": None,
+        "test_uar": None,
+    }
+    if fitted is None:
+        return row
+    est, key = fitted
+    X = split.arrays[key]
+    row["train_accuracy"] = scores(
+        split.y_train, aligned_proba(est, X[split.train], split.n_classes).argmax(1)
+    )["accuracy"]
+    if len(split.test):
+        pred = aligned_proba(est, X[split.test], split.n_classes).argmax(1)
+        m = scores(split.y_test, pred)
+        row["test_accuracy"], row["test_uar"] = m["accuracy"], m["uar"]
+        known = split.y_test >= 0
+        row["test_confusion"] = confusion(split.y_test[known], pred[known], split.n_classes)
+    return row
+
+
+def _voter_row(
+    voter: Any,
+    keys: Sequence[str],
+    candidates: Sequence[Candidate],
+    chosen: Sequence[int],
+    sel: Selection,
+    choice: VoterChoice,
+    split: _Split,
+) -> tuple[dict[str, Any], np.ndarray | None, np.ndarray | None]:
+    """The voter's row of the table, its test confusion matrix and test probabilities (None without test rows)."""
+    from emotune.search.vote._voter import blend
 
     if choice.kind == "stacked" and choice.cv_proba is not None:
-        cv_voter = scores(y_train, choice.cv_proba.argmax(axis=1))
+        cv_voter = scores(split.y_train, choice.cv_proba.argmax(axis=1))
     else:
-        cv_voter = scores(y_train, blend([c.oof for c in candidates], sel.weights).argmax(axis=1))
-    train_pred = voter.predict_proba({k: arrays[k][train] for k in keys}).argmax(axis=1)
+        cv_voter = scores(split.y_train, blend([c.oof for c in candidates], sel.weights).argmax(axis=1))
+    train_pred = voter.predict_proba(split.inputs(keys, split.train)).argmax(axis=1)
     vrow: dict[str, Any] = {
         "member": "voter",
         "voter_kind": choice.kind,
@@ -434,21 +518,20 @@ def fit_and_score(
         "weight": 1.0,
         "cv_accuracy": cv_voter["accuracy"],
         "cv_uar": cv_voter["uar"],
-        "train_accuracy": scores(y_train, train_pred)["accuracy"],
+        "train_accuracy": scores(split.y_train, train_pred)["accuracy"],
         "test_accuracy": None,
         "test_uar": None,
     }
-    conf = test_proba = None
-    if len(test):
-        test_proba = voter.predict_proba({k: arrays[k][test] for k in keys})
-        pred = test_proba.argmax(axis=1)
-        m = scores(y_test, pred)
-        vrow["test_accuracy"], vrow["test_uar"] = m["accuracy"], m["uar"]
-        known = y_test >= 0
-        conf = confusion(y_test[known], pred[known], n_classes)
-        vrow["test_confusion"] = conf
-    rows.append(vrow)
-    return Fitted(voter, sel, rows, conf, test_proba, chosen, choice)
+    if not len(split.test):
+        return vrow, None, None
+    test_proba = voter.predict_proba(split.inputs(keys, split.test))
+    pred = test_proba.argmax(axis=1)
+    m = scores(split.y_test, pred)
+    vrow["test_accuracy"], vrow["test_uar"] = m["accuracy"], m["uar"]
+    known = split.y_test >= 0
+    conf = confusion(split.y_test[known], pred[known], split.n_classes)
+    vrow["test_confusion"] = conf
+    return vrow, conf, test_proba
 
 
 def _choose(

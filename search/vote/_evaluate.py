@@ -195,8 +195,47 @@ def evaluate(
     plan = _plan(data, spaces, features, target=target, protocol=protocol, outer=outer, seed=seed,
                  corpus=corpus, labels=labels, cache_dir=cache_dir, ray_address=ray_address,
                  num_cpus=num_cpus, progress=progress)  # fmt: skip
+    settings = _settings(
+        plan, conditions, target=target, protocol=protocol, metric=metric, seed=seed, inner=inner,
+        trials=trials, timeout=timeout, workers=workers, top_k=top_k, voter=voter,
+    )  # fmt: skip
+    _announce(plan, conditions, protocol=protocol, metric=metric, inner=inner, trials=trials, timeout=timeout,
+              workers=workers, top_k=top_k, voter=voter, progress=progress)  # fmt: skip
+    arrays = {
+        (name, sn): plan.arrays(name, sn)
+        for m, sets in zip(plan.modules, plan.sets, strict=True)
+        for name in sets
+        for sn in conditions
+    }
+    result = EvaluateResult(settings)
+    run_id = uuid.uuid4().hex[:8]
+    opts: dict[str, Any] = {"trials": trials, "timeout": timeout, "workers": workers, "top_k": top_k, "metric": metric,
+            "inner": inner, "voter": voter, "ray_address": ray_address, "num_cpus": num_cpus,
+            "progress": progress}  # fmt: skip
+    for f, test_idx in enumerate(plan.tests):
+        result.folds.append(_outer_fold(plan, url, f, test_idx, arrays, conditions, run_id, opts))
+    result.settings["seconds"] = round(time.perf_counter() - t_start, 1)
+    return result
+
+
+def _settings(
+    plan: _Plan,
+    conditions: list[bool],
+    *,
+    target: str,
+    protocol: str,
+    metric: str,
+    seed: int,
+    inner: int,
+    trials: int,
+    timeout: float | None,
+    workers: int,
+    top_k: int,
+    voter: str,
+) -> dict[str, Any]:
+    """The evaluation's settings, as its result reports them."""
     k = len(plan.tests)
-    settings: dict[str, Any] = {
+    return {
         "data": plan.roots,
         "files": len(plan.rows),
         "speakers": len(set(plan.groups)),
@@ -215,6 +254,24 @@ def evaluate(
         "voter": voter,
         "speaker_norm": conditions[0] if len(conditions) == 1 else "both",
     }
+
+
+def _announce(
+    plan: _Plan,
+    conditions: list[bool],
+    *,
+    protocol: str,
+    metric: str,
+    inner: int,
+    trials: int,
+    timeout: float | None,
+    workers: int,
+    top_k: int,
+    voter: str,
+    progress: bool,
+) -> None:
+    """Say on stderr what the evaluation is about to run."""
+    k = len(plan.tests)
     _say(
         f"nested evaluation: {k} outer folds ({'held-out speakers' if protocol == 'actor' else 'stratified files'}) x "
         f"spaces {', '.join(m.NAME for m in plan.modules)}: up to {trials} trials per search"
@@ -229,44 +286,44 @@ def evaluate(
             "test speakers included (it needs several recordings of every new speaker at prediction time)",
             progress,
         )
-    arrays = {
-        (name, sn): plan.arrays(name, sn)
-        for m, sets in zip(plan.modules, plan.sets, strict=True)
-        for name in sets
-        for sn in conditions
-    }
-    result = EvaluateResult(settings)
-    run_id = uuid.uuid4().hex[:8]
-    opts: dict[str, Any] = {"trials": trials, "timeout": timeout, "workers": workers, "top_k": top_k, "metric": metric,
-            "inner": inner, "voter": voter, "ray_address": ray_address, "num_cpus": num_cpus,
-            "progress": progress}  # fmt: skip
-    for f, test_idx in enumerate(plan.tests):
-        t0 = time.perf_counter()
-        train_idx = np.setdiff1d(np.arange(len(plan.rows)), test_idx)
-        held = sorted({plan.groups[i] for i in test_idx})
-        _say(
-            f"outer fold {f + 1}/{k}: {len(train_idx)} training files, {len(test_idx)} test files"
-            + (f" (speakers {', '.join(held)})" if protocol == "actor" else ""),
-            progress,
-        )
-        rows_out: list[dict[str, Any]] = []
-        trial_counts: dict[str, dict[str, int]] = {}
-        for sn in conditions:
-            name = f"evaluate-{run_id}-f{f + 1}" + ("-sn" if sn else "")
-            r, counts = _run_fold(plan, url, name, train_idx, test_idx, arrays, sn, **opts)
-            rows_out += r
-            trial_counts.update({f"{s}{'+sn' if sn else ''}": c for s, c in counts.items()})
-        fr = FoldResult(f + 1, held if protocol == "actor" else [], len(train_idx), len(test_idx), rows_out,
-                        trial_counts, time.perf_counter() - t0)  # fmt: skip
-        result.folds.append(fr)
-        done = ", ".join(
-            f"{'normalised' if r['speaker_norm'] else 'plain'} UAR {r['test_uar']:.3f}"
-            for r in rows_out
-            if r["model"] == "voter"
-        )
-        _say(f"outer fold {f + 1}/{k} done in {fr.seconds:.0f} s: voter {done}", progress)
-    result.settings["seconds"] = round(time.perf_counter() - t_start, 1)
-    return result
+
+
+def _outer_fold(
+    plan: _Plan,
+    url: str,
+    f: int,
+    test_idx: np.ndarray,
+    arrays: dict[tuple[str, bool], np.ndarray],
+    conditions: list[bool],
+    run_id: str,
+    opts: dict[str, Any],
+) -> FoldResult:
+    """Outer fold ``f``: search, ensemble and test under every normalisation condition."""
+    k, protocol, progress = len(plan.tests), plan.protocol, opts["progress"]
+    t0 = time.perf_counter()
+    train_idx = np.setdiff1d(np.arange(len(plan.rows)), test_idx)
+    held = sorted({plan.groups[i] for i in test_idx})
+    _say(
+        f"outer fold {f + 1}/{k}: {len(train_idx)} training files, {len(test_idx)} test files"
+        + (f" (speakers {', '.join(held)})" if protocol == "actor" else ""),
+        progress,
+    )
+    rows_out: list[dict[str, Any]] = []
+    trial_counts: dict[str, dict[str, int]] = {}
+    for sn in conditions:
+        name = f"evaluate-{run_id}-f{f + 1}" + ("-sn" if sn else "")
+        r, counts = _run_fold(plan, url, name, train_idx, test_idx, arrays, sn, **opts)
+        rows_out += r
+        trial_counts.update({f"{s}{'+sn' if sn else ''}": c for s, c in counts.items()})
+    fr = FoldResult(f + 1, held if protocol == "actor" else [], len(train_idx), len(test_idx), rows_out,
+                    trial_counts, time.perf_counter() - t0)  # fmt: skip
+    done = ", ".join(
+        f"{'normalised' if r['speaker_norm'] else 'plain'} UAR {r['test_uar']:.3f}"
+        for r in rows_out
+        if r["model"] == "voter"
+    )
+    _say(f"outer fold {f + 1}/{k} done in {fr.seconds:.0f} s: voter {done}", progress)
+    return fr
 
 
 def _conditions(speaker_norm: bool | str) -> list[bool]:
