@@ -617,15 +617,7 @@ def build_ensemble(
         folds=first.data.folds,
         voter_kind=voter_kind,
     )
-    chosen = fit.members
-    used = {candidates[i].key for i in chosen}
-    for key in sorted(used):
-        spec = inputs[key]
-        if spec.speaker_norm:
-            c = next(candidates[i] for i in chosen if candidates[i].key == key)
-            o = next(o for o in opened if o.name == c.study)
-            spec.training_stats = training_stats(c.spec, o.data, train, cache_dir=cache_dir)
-
+    _add_training_stats(opened, candidates, inputs, fit.members, train, cache_dir=cache_dir)
     manifest = make_manifest(
         opened, candidates, inputs, fit, metric=metric, iterations=iterations, versions=library_versions()
     )
@@ -639,18 +631,54 @@ def build_ensemble(
         timings={"total_s": time.perf_counter() - t0},
     )
     if out is not None:
-        files = {_modeldir.VOTER_FILE: voter_bytes(fit.voter), **space_files(manifest)}
-        if fit.confusion is not None:
-            files[_modeldir.CONFUSION_PNG] = confusion_png(
-                fit.confusion, classes, title=_cm_title(fit.rows[-1], len(test))
-            )
-        from emotune.search.viz.report import REPORT_FILE, ensemble_page
-
-        _say(f"drawing {REPORT_FILE} ...", progress)
-        files[REPORT_FILE] = ensemble_page(url, manifest).encode()
-        result.out = _modeldir.write(out, files, manifest, force=force)
+        result.out = _write_model_dir(
+            url, out, fit, manifest, classes, n_test=len(test), force=force, progress=progress
+        )
         result.manifest = json.loads((result.out / _modeldir.MANIFEST).read_text())  # with files + checksum
     return result
+
+
+def _add_training_stats(
+    opened: Sequence[Opened],
+    candidates: Sequence[Candidate],
+    inputs: Mapping[str, Any],
+    chosen: Sequence[int],
+    train: np.ndarray,
+    *,
+    cache_dir: str | Path | None,
+) -> None:
+    """Give each speaker-normalised input the voter uses its training statistics (for predict)."""
+    for key in sorted({candidates[i].key for i in chosen}):
+        spec = inputs[key]
+        if spec.speaker_norm:
+            c = next(candidates[i] for i in chosen if candidates[i].key == key)
+            o = next(o for o in opened if o.name == c.study)
+            spec.training_stats = training_stats(c.spec, o.data, train, cache_dir=cache_dir)
+
+
+def _write_model_dir(
+    url: str,
+    out: str | Path,
+    fit: Fitted,
+    manifest: dict[str, Any],
+    classes: Sequence[str],
+    *,
+    n_test: int,
+    force: bool,
+    progress: bool,
+) -> Path:
+    """Write the model directory: voter, user space copies, confusion matrix, report page, manifest."""
+    from emotune.search.viz.report import REPORT_FILE, ensemble_page
+    from emotune.search.vote import _modeldir
+
+    files = {_modeldir.VOTER_FILE: voter_bytes(fit.voter), **space_files(manifest)}
+    if fit.confusion is not None:
+        files[_modeldir.CONFUSION_PNG] = confusion_png(
+            fit.confusion, list(classes), title=_cm_title(fit.rows[-1], n_test)
+        )
+    _say(f"drawing {REPORT_FILE} ...", progress)
+    files[REPORT_FILE] = ensemble_page(url, manifest).encode()
+    return Path(_modeldir.write(out, files, manifest, force=force))
 
 
 def space_files(manifest: dict[str, Any]) -> dict[str, bytes]:
