@@ -156,17 +156,10 @@ def make_objective(
             t0 = time.perf_counter()
             if iterative:
 
-                def report(
-                    step: int, value: float, k: int = k, t0: float = t0, spent: float = fit_time
-                ) -> None:
-                    global_step = k * max_steps + int(step)
-                    if global_step not in reported:
-                        trial.report(float(value), global_step)
-                        reported.add(global_step)
-                    if k == 0 and trial.should_prune():
-                        _record(trial, fold_scores, train_scores, spent + time.perf_counter() - t0)
-                        raise optuna.TrialPruned(f"pruned at step {global_step}")
+                def record_pruned(t0: float = t0, spent: float = fit_time) -> None:
+                    _record(trial, fold_scores, train_scores, spent + time.perf_counter() - t0)
 
+                report = _step_reporter(trial, k, max_steps, reported, record_pruned)
                 space.fit(estimator, X[tr], data.y[tr], X_val=X[va], y_val=data.y[va], report=report)
             else:
                 estimator.fit(X[tr], data.y[tr])
@@ -198,6 +191,25 @@ def make_objective(
         return float(np.mean(fold_scores))
 
     return objective
+
+
+def _step_reporter(
+    trial: optuna.trial.Trial, k: int, max_steps: int, reported: set[int], record_pruned: Callable[[], None]
+) -> Callable[[int, float], None]:
+    """The ``report(step, value)`` an iterative fit of fold ``k`` calls: reported at ``k * max_steps + step``
+    (once per step), judged by the pruner in the first fold only (``record_pruned`` runs before it stops)."""
+    import optuna
+
+    def report(step: int, value: float) -> None:
+        global_step = k * max_steps + int(step)
+        if global_step not in reported:
+            trial.report(float(value), global_step)
+            reported.add(global_step)
+        if k == 0 and trial.should_prune():
+            record_pruned()
+            raise optuna.TrialPruned(f"pruned at step {global_step}")
+
+    return report
 
 
 @contextlib.contextmanager
