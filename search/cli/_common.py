@@ -92,7 +92,7 @@ def check_inputs(spaces: Sequence[str], data: Sequence[str]) -> None:
     """
     from pathlib import Path
 
-    from emotune.features._errors import FeatureError
+    from emotune.features import FeatureError
     from emotune.spaces import get
 
     for space in spaces:

@@ -166,8 +166,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from emotune.features import EmotuneError
-    from emotune.features._cache import build
+    from emotune.features import EmotuneError, build
 
     started = time.perf_counter()
     report = build(
@@ -242,8 +241,7 @@ def _summary(report: Any) -> None:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from emotune.features._cache import prune
-    from emotune.features._home import default_cache_dir
+    from emotune.features import default_cache_dir, prune
 
     dropped = prune(args.cache, keep_paths=args.data or None)
     cache = args.cache or str(default_cache_dir())

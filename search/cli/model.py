@@ -6,8 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from emotune.features import METRICS
-from emotune.features._labels import SCHEMES
+from emotune.features import METRICS, SCHEMES
 from emotune.search._study import PROTOCOLS
 from emotune.search.cli._common import (
     add_cache,

@@ -8,8 +8,7 @@ import os
 import sys
 from typing import Any
 
-from emotune.features import METRICS
-from emotune.features._labels import SCHEMES
+from emotune.features import METRICS, SCHEMES
 from emotune.search._study import PROTOCOLS
 from emotune.search._worker import SAMPLERS
 from emotune.search.cli._common import (

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from emotune.features._errors import EmotuneError
+from emotune.features import EmotuneError
 
 DEFAULT_SPACES = ("logreg", "svm", "mlp")
 DEFAULT_OUTER_FOLDS = 4

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from emotune.features._errors import EmotuneError
+from emotune.features import EmotuneError
 
 MIN_SPEAKER_FILES = 5
 
