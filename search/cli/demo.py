@@ -56,7 +56,8 @@ def run_demo(
     from emotune.features import build, default_cache_dir, scan
     from emotune.search._storage import embedded_dir, redact, resolve_url
     from emotune.search._study import StudyError
-    from emotune.search.vote._ensemble import build_ensemble, describe
+    from emotune.search.vote._ensemble import build_ensemble
+    from emotune.search.vote._table import describe
 
     out = out.absolute()
     out.mkdir(parents=True, exist_ok=True)

@@ -245,6 +245,7 @@ def _register_demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
 def cmd_ensemble(args: argparse.Namespace) -> int:
     from emotune.search._storage import resolve_url
     from emotune.search.vote import _ensemble as ens
+    from emotune.search.vote._table import describe
 
     result = ens.build_ensemble(
         resolve_url(args.storage),
@@ -262,7 +263,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"out": str(result.out), **result.manifest})
         return 0
-    print(ens.describe(result))
+    print(describe(result))
     return 0
 
 
