@@ -1,4 +1,4 @@
-"""Accuracy on held-out speakers: `emotune evaluate` defaults beside an untuned baseline and the seed recipe.
+"""Accuracy on held-out speakers: `emotune evaluate` defaults beside an untuned baseline and a published recipe.
 
 Nested leave-two-actors-out on the eight RAVDESS dev actors (../shared/data/ravdess, actors 01-04, plus
 ../shared/devset/ravdess, actors 05-08; 480 files): four outer folds, each holding out one male and one
@@ -8,7 +8,7 @@ female actor, the same folds for every arm, in one run:
 - ``svm`` / ``svm_sn``: the baseline, exactly ``make_pipeline(StandardScaler(), SVC(kernel="rbf", C=1.0,
   gamma="scale"))`` fit on the training actors' cached ``classic_stats``, plain and z-scored per speaker
   (each speaker with its own files, as the farm's normalisation);
-- ``seed``: seed 000's recipe as published: the 180 ``classic`` means unscaled, its tuned MLP (relu, lbfgs,
+- ``seed``: the published 180-means recipe (the arm printed as ``seed``): the 180 ``classic`` means unscaled, its tuned MLP (relu, lbfgs,
   1,283 units, alpha 0.385) and XGBoost (gbtree, depth 7, eta 9.3e-6, lossguide, ...), soft vote 1:1.
 
 Prints a table per fold, then one line: ``uar uar_sn seed svm svm_sn vs_svm vs_svm_sn won won_sn minutes``
@@ -48,7 +48,7 @@ def baseline() -> object:
 
 
 def seed_recipe() -> object:
-    """Seed 000's best voter: its tuned MLP and XGBoost on the unscaled 180 means, soft vote 1:1."""
+    """The published 180-means recipe's voter: its tuned MLP and XGBoost on the unscaled 180 means, soft vote 1:1."""
     from sklearn.ensemble import VotingClassifier
     from sklearn.neural_network import MLPClassifier
     from xgboost import XGBClassifier

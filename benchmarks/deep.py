@@ -1,7 +1,7 @@
 """Deep spaces: epochs per second on RAVDESS-size data, and the time to a first finished trial.
 
-For each deep space (``cnn1d_pca`` and ``cnn1d_mfcc`` with the seeds' networks, ``spec_cnn``'s default
-and largest small variants, ``vgg16_head``'s seed head on 25,088-value bottleneck rows; spec_cnn's
+For each deep space (``cnn1d_pca`` and ``cnn1d_mfcc`` with the published recipes' networks, ``spec_cnn``'s default
+and largest small variants, ``vgg16_head``'s recipe head on 25,088-value bottleneck rows; spec_cnn's
 VGG16 variants only where a GPU is present) it trains on an 80/20
 split of 1,440 rows (the size of RAVDESS speech) with the torch threads of one worker (1 unless
 ``--threads``) and reports seconds per epoch. An epoch includes scoring the validation rows (the

@@ -1,4 +1,4 @@
-"""Feature extraction: `emotune features build` against seed-style serial extraction and the floor.
+"""Feature extraction: `emotune features build` against serial per-file extraction (the 180-means recipe's) and the floor.
 
 Corpus: RAVDESS-size, made from the 240 real files of ../shared/data/ravdess: 1,440 files under
 actor numbers 01..24 (copy c of actor a becomes actor 4c + a, so genders keep their parity), each
@@ -9,7 +9,7 @@ Arms, each a fresh process, run one after the other on the same files (the seria
 BLAS thread, as each Ray worker has); seed, cold and floor alternate, ``--repeats`` times (default 2),
 and the best run of each counts:
 
-- seed:  seed 000's extraction, file after file in one process: librosa.load at 22,050 Hz, then
+- seed:  the 180-means recipe's extraction, file after file in one process: librosa.load at 22,050 Hz, then
          separate mfcc(n_mfcc=40), chroma_stft(S=|stft|) and melspectrogram calls (three STFTs).
 - cold:  ``emotune features build DIR --cache FRESH --json`` (local Ray started by the command,
          all cores; numba's JIT cache warm, as after any first run on a machine).
@@ -44,6 +44,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -175,6 +176,44 @@ def time_load(corpus: Path, cache: Path) -> float:
     return elapsed
 
 
+Arm = list[tuple[float, dict[str, Any], float]]  # (wall s, the run's JSON, peak RSS MiB) per run
+
+
+def _timed_arms(
+    repeats: int,
+    work: Path,
+    corpus: Path,
+    listing: Path,
+    n: int,
+    *,
+    env: dict[str, str],
+    serial: dict[str, str],
+) -> tuple[Arm, Arm, Arm, Path]:
+    """The seed-style serial, cold CLI and floor runs, and the last cold run's cache.
+
+    Timed arms alternate, ``repeats`` times each; the best run of each counts (noise on a shared
+    machine is one-sided: other work only ever makes a run slower). Each cold run has a fresh cache.
+    """
+    py = sys.executable
+    seeds: Arm = []
+    colds: Arm = []
+    floors: Arm = []
+    cache = work / "cache-0"
+    for r in range(repeats):
+        wall, rss, out = run([py, "-c", SEED, str(listing)], serial)
+        seeds.append((wall, json.loads(out), rss))
+        cache = work / f"cache-{r}"
+        shutil.rmtree(cache, ignore_errors=True)
+        cli = [str(BIN / "emotune"), "features", "build", str(corpus), "--cache", str(cache), "--json"]
+        wall, rss, out = run(cli, env)
+        report = json.loads(out)
+        assert report["files"] == n and report["built"] == n and not report["failed"], report
+        colds.append((wall, report, rss))
+        wall, rss, out = run([py, "-c", FLOOR, str(listing)], serial)
+        floors.append((wall, json.loads(out), rss))
+    return seeds, colds, floors, cache
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--copies", type=int, default=6, help="copies of the 240 files (6 -> 1,440)")
@@ -201,21 +240,10 @@ def main() -> None:
         py = sys.executable
         run([py, "-c", WARM_NUMBA, str(files[0])], env)  # numba cache warm, as on any used machine
 
-        # Timed arms alternate, --repeats times each; the best run of each counts (noise on a shared
-        # machine is one-sided: other work only ever makes a run slower). Each cold run has a fresh cache.
-        seeds, colds, floors = [], [], []
-        for r in range(args.repeats):
-            wall, rss, out = run([py, "-c", SEED, str(listing)], serial)
-            seeds.append((wall, json.loads(out), rss))
-            cache = work / f"cache-{r}"
-            shutil.rmtree(cache, ignore_errors=True)
-            cli = [str(BIN / "emotune"), "features", "build", str(corpus), "--cache", str(cache), "--json"]
-            wall, rss, out = run(cli, env)
-            report = json.loads(out)
-            assert report["files"] == n and report["built"] == n and not report["failed"], report
-            colds.append((wall, report, rss))
-            wall, rss, out = run([py, "-c", FLOOR, str(listing)], serial)
-            floors.append((wall, json.loads(out), rss))
+        seeds, colds, floors, cache = _timed_arms(
+            args.repeats, work, corpus, listing, n, env=env, serial=serial
+        )
+        cli = [str(BIN / "emotune"), "features", "build", str(corpus), "--cache", str(cache), "--json"]
         seed_wall, seed, seed_rss = min(seeds, key=lambda a: a[0])
         cold_wall, cold, cold_rss = min(colds, key=lambda a: a[0])
         floor_wall, floor, floor_rss = min(floors, key=lambda a: a[0])

@@ -116,8 +116,8 @@ def _plain_worker(name: str, index: int, n: int, app: str) -> None:
     import optuna
 
     from emotune.search import _storage as st
-    from emotune.search._objective import make_objective, make_pruner
-    from emotune.search._search import _limit_threads, make_sampler
+    from emotune.search import make_objective, make_pruner
+    from emotune.search._worker import _limit_threads, make_sampler
     from emotune.spaces import get
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

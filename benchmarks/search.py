@@ -30,6 +30,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,178 +96,211 @@ def main() -> None:
     import ray
 
     from emotune.features import ray_init
-    from emotune.search import _search
-    from emotune.search import _storage as st
-    from emotune.search._objective import make_objective
-    from emotune.spaces import get
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    url = st.normalize_url(PG)
-    tag = uuid.uuid4().hex[:6]
-    cache = Path(tempfile.mkdtemp(prefix="emotune-bench-cache-"))
-    made: list[str] = []
-    ravdess = DATA / "ravdess"
     ray_init(None, num_cpus=os.cpu_count() or 2)
-
-    def prep(space: str, protocol: str = "actor", folds: int = 5):
-        name = f"bench-{space.rsplit('/', 1)[-1].removesuffix('.py')}-{protocol}-{tag}-{len(made)}"
-        made.append(name)
-        return _search.prepare(
-            space, name, [ravdess], url=url, protocol=protocol, folds=folds, cache_dir=cache, progress=False
-        )
-
+    bench = _Bench()
+    arms = {"a": _overhead_arm, "b": _scaling_arm, "c": _pruning_arm}
     rows: list[tuple[str, str, str]] = []
+    last: dict[str, str] = {}
     try:
-        # (a) overhead ---------------------------------------------------------------------------
-        if "a" in args.arms:
-            # Arms alternate, each run --repeats times; the best run of each counts (timing noise on a
-            # shared 2-core machine is one-sided: other work only ever makes a run slower).
-            ours_runs, plain_runs = [], []
-            p = prep(TRIVIAL)
-            for _ in range(args.repeats):
-                name = f"bench-trivial-{tag}-{len(made)}"
-                made.append(name)
-                q = _search.Prepared(name, url, p.space, p.spec, p.data, p.trial_data, True)
-                _search.create_or_check(url, name, p.spec, p.data)
-                _search.run(
-                    q,
-                    n_trials=args.overhead_trials,
-                    workers=1,
-                    progress=False,
-                    pruner="none",
-                    sampler="random",
-                )
-                ours_runs.append(_span_ms(optuna.load_study(study_name=name, storage=url)))
-
-                plain_name = f"bench-plain-{tag}-{len(made)}"
-                made.append(plain_name)
-                storage = st.make_storage(url, heartbeat=True)
-                plain = optuna.create_study(
-                    study_name=plain_name,
-                    storage=storage,
-                    direction="maximize",
-                    sampler=optuna.samplers.RandomSampler(seed=0),
-                    pruner=optuna.pruners.NopPruner(),
-                )
-                eng = st.engine(url)
-                objective = make_objective(
-                    get(TRIVIAL),
-                    p.trial_data,
-                    metric="uar",
-                    seed=0,
-                    save_oof=lambda n, b, plain_name=plain_name, eng=eng: st.save_blob(
-                        eng, plain_name, "oof", b, n
-                    ),
-                )
-                plain.optimize(objective, n_trials=args.overhead_trials)
-                plain_runs.append(_span_ms(plain))
-                eng.dispose()
-            ours, base = min(ours_runs), min(plain_runs)
-
-            tune_ms = _tune_ms(args.tune_trials)
-            rows += [
-                ("overhead emotune (1 worker)", f"{ours:.1f} ms/trial", f"best of {_ms(ours_runs)}"),
-                ("overhead plain study.optimize", f"{base:.1f} ms/trial", f"best of {_ms(plain_runs)}"),
-                (
-                    "overhead Ray Tune + OptunaSearch",
-                    f"{tune_ms:.1f} ms/trial",
-                    f"marginal: {2 * args.tune_trials} vs {args.tune_trials} trials",
-                ),
-            ]
-
-        # (b) scaling ----------------------------------------------------------------------------
-        if "b" in args.arms:
-            sampler = optuna.samplers.RandomSampler(seed=1)
-            draft = optuna.create_study(sampler=sampler)
-            rf = get("rf")
-            # One trial repeated: the steady-state windows of the two arms cover different trials, so
-            # trials of different cost would tilt the ratio (either way) by which ones fall inside.
-            one = {**rf.suggest(draft.ask()), "n_estimators": 400}
-            rates: dict[int, float] = {}
-            runs: dict[int, list[float]] = {1: [], 2: []}
-            for _ in range(args.scale_repeats):
-                for workers in (1, 2):
-                    p = prep("rf")
-                    study = optuna.load_study(study_name=p.name, storage=url)
-                    for _ in range(args.scale_trials):
-                        study.enqueue_trial(one)
-                    _search.run(p, n_trials=args.scale_trials, workers=workers, progress=False, pruner="none")
-                    rate = _rate(optuna.load_study(study_name=p.name, storage=url))
-                    rates[workers] = max(rates.get(workers, 0.0), rate)
-                    runs[workers].append(rate)
-            for workers in (1, 2):
-                rows.append(
-                    (
-                        f"rf trials/min, {workers} worker(s)",
-                        f"{rates[workers]:.1f}",
-                        f"{args.scale_trials} enqueued trials, 1 thread each; best of "
-                        + ", ".join(f"{r:.1f}" for r in runs[workers]),
-                    )
-                )
-
-        # (c) pruning ----------------------------------------------------------------------------
-        if "c" in args.arms:
-            p = prep("knn", protocol="random", folds=5)
-            knn = get("knn")
-            draft = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
-            prm_list = [knn.suggest(draft.ask()) for _ in range(args.prune_trials)]
-            results = {}
-            for arm, pruner in (("off", "none"), ("on", "auto")):
-                name = f"bench-prune-{arm}-{tag}"
-                made.append(name)
-                from emotune.search._objective import make_pruner
-
-                study = optuna.create_study(
-                    study_name=name, storage=url, direction="maximize", pruner=make_pruner(pruner, knn, 5)
-                )
-                for prm in prm_list:
-                    study.enqueue_trial(prm)
-                study.optimize(
-                    make_objective(knn, p.trial_data, metric="uar", seed=0), n_trials=len(prm_list)
-                )
-                trials = study.get_trials(deepcopy=False)
-                fits = sum(len(t.user_attrs.get("fold_scores", [])) for t in trials)
-                results[arm] = (
-                    fits,
-                    study.best_value,
-                    sum(t.state == optuna.trial.TrialState.PRUNED for t in trials),
-                )
-            saved = 1 - results["on"][0] / results["off"][0]
-            delta = results["on"][1] - results["off"][1]
-            rows += [
-                (
-                    "pruning off: fold fits / best",
-                    f"{results['off'][0]} / {results['off'][1]:.4f}",
-                    f"{args.prune_trials} trials, knn, 5 folds",
-                ),
-                (
-                    "pruning on: fold fits / best",
-                    f"{results['on'][0]} / {results['on'][1]:.4f}",
-                    f"{results['on'][2]} pruned (running-mean median)",
-                ),
-            ]
+        for key, arm in arms.items():
+            if key in args.arms:
+                arm_rows, arm_last = arm(bench, args)
+                rows += arm_rows
+                last |= arm_last
     finally:
-        for name in made:
-            try:
-                optuna.delete_study(study_name=name, storage=url)
-            except Exception:
-                pass
+        bench.delete_studies()
         ray.shutdown()
 
     width = max(len(r[0]) for r in rows)
     print(f"{'arm'.ljust(width)}  {'value':>22}  notes")
     for a, v, n in rows:
         print(f"{a.ljust(width)}  {v:>22}  {n}")
-    last = {}
-    if "a" in args.arms:
-        last["overhead_vs_optuna"] = f"{ours / base:.3f}"
-        last["overhead_vs_tune"] = f"{ours / tune_ms:.4f}"
-    if "b" in args.arms:
-        last["scale_2w"] = f"{rates[2] / rates[1]:.2f}"
-    if "c" in args.arms:
-        last["prune_saved"] = f"{saved:.3f}"
-        last["prune_best_delta"] = f"{delta:+.4f}"
     print(" ".join(f"{k}={v}" for k, v in last.items()))
+
+
+Rows = list[tuple[str, str, str]]
+
+
+class _Bench:
+    """The benchmark's storage, feature cache and studies (deleted at the end)."""
+
+    def __init__(self) -> None:
+        from emotune.search import _storage as st
+
+        self.url = st.normalize_url(PG)
+        self.tag = uuid.uuid4().hex[:6]
+        self.cache = Path(tempfile.mkdtemp(prefix="emotune-bench-cache-"))
+        self.made: list[str] = []
+
+    def name(self, prefix: str) -> str:
+        """A new study name (remembered for deletion)."""
+        name = f"{prefix}-{self.tag}-{len(self.made)}"
+        self.made.append(name)
+        return name
+
+    def prep(self, space: str, protocol: str = "actor", folds: int = 5) -> Any:
+        from emotune.search import _search
+
+        name = self.name(f"bench-{space.rsplit('/', 1)[-1].removesuffix('.py')}-{protocol}")
+        return _search.prepare(
+            space, name, [DATA / "ravdess"], url=self.url, protocol=protocol, folds=folds, cache_dir=self.cache,
+            progress=False,
+        )  # fmt: skip
+
+    def delete_studies(self) -> None:
+        import optuna
+
+        for name in self.made:
+            try:
+                optuna.delete_study(study_name=name, storage=self.url)
+            except Exception:
+                pass
+
+
+def _overhead_arm(bench: _Bench, args: argparse.Namespace) -> tuple[Rows, dict[str, str]]:
+    """(a) ms per trial of a trivial space: emotune with one worker, plain study.optimize, Ray Tune.
+
+    Arms alternate, each run --repeats times; the best run of each counts (timing noise on a shared
+    2-core machine is one-sided: other work only ever makes a run slower).
+    """
+    import optuna
+
+    from emotune.search import _search
+
+    url = bench.url
+    ours_runs, plain_runs = [], []
+    p = bench.prep(TRIVIAL)
+    for _ in range(args.repeats):
+        name = bench.name("bench-trivial")
+        q = _search.Prepared(name, url, p.space, p.spec, p.data, p.trial_data, True)
+        _search.create_or_check(url, name, p.spec, p.data)
+        _search.run(
+            q, n_trials=args.overhead_trials, workers=1, progress=False, pruner="none", sampler="random"
+        )
+        ours_runs.append(_span_ms(optuna.load_study(study_name=name, storage=url)))
+        plain_runs.append(_plain_span_ms(bench, p.trial_data, args.overhead_trials))
+    ours, base = min(ours_runs), min(plain_runs)
+    tune_ms = _tune_ms(args.tune_trials)
+    rows = [
+        ("overhead emotune (1 worker)", f"{ours:.1f} ms/trial", f"best of {_ms(ours_runs)}"),
+        ("overhead plain study.optimize", f"{base:.1f} ms/trial", f"best of {_ms(plain_runs)}"),
+        (
+            "overhead Ray Tune + OptunaSearch",
+            f"{tune_ms:.1f} ms/trial",
+            f"marginal: {2 * args.tune_trials} vs {args.tune_trials} trials",
+        ),
+    ]
+    return rows, {"overhead_vs_optuna": f"{ours / base:.3f}", "overhead_vs_tune": f"{ours / tune_ms:.4f}"}
+
+
+def _plain_span_ms(bench: _Bench, trial_data: Any, n_trials: int) -> float:
+    """ms per trial of plain ``study.optimize`` with the same objective, storage and out-of-fold saving."""
+    import optuna
+
+    from emotune.search import _storage as st
+    from emotune.search._objective import make_objective
+    from emotune.spaces import get
+
+    plain_name = bench.name("bench-plain")
+    plain = optuna.create_study(
+        study_name=plain_name,
+        storage=st.make_storage(bench.url, heartbeat=True),
+        direction="maximize",
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        pruner=optuna.pruners.NopPruner(),
+    )
+    eng = st.engine(bench.url)
+    objective = make_objective(
+        get(TRIVIAL),
+        trial_data,
+        metric="uar",
+        seed=0,
+        save_oof=lambda n, b: st.save_blob(eng, plain_name, "oof", b, n),
+    )
+    plain.optimize(objective, n_trials=n_trials)
+    eng.dispose()
+    return _span_ms(plain)
+
+
+def _scaling_arm(bench: _Bench, args: argparse.Namespace) -> tuple[Rows, dict[str, str]]:
+    """(b) rf trials per minute with 1 and 2 workers, the best of --scale-repeats runs each."""
+    import optuna
+
+    from emotune.search import _search
+    from emotune.spaces import get
+
+    draft = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    # One trial repeated: the steady-state windows of the two arms cover different trials, so
+    # trials of different cost would tilt the ratio (either way) by which ones fall inside.
+    one = {**get("rf").suggest(draft.ask()), "n_estimators": 400}
+    rates: dict[int, float] = {}
+    runs: dict[int, list[float]] = {1: [], 2: []}
+    for _ in range(args.scale_repeats):
+        for workers in (1, 2):
+            p = bench.prep("rf")
+            study = optuna.load_study(study_name=p.name, storage=bench.url)
+            for _ in range(args.scale_trials):
+                study.enqueue_trial(one)
+            _search.run(p, n_trials=args.scale_trials, workers=workers, progress=False, pruner="none")
+            rate = _rate(optuna.load_study(study_name=p.name, storage=bench.url))
+            rates[workers] = max(rates.get(workers, 0.0), rate)
+            runs[workers].append(rate)
+    rows = [
+        (
+            f"rf trials/min, {workers} worker(s)",
+            f"{rates[workers]:.1f}",
+            f"{args.scale_trials} enqueued trials, 1 thread each; best of " + ", ".join(f"{r:.1f}" for r in runs[workers]),
+        )
+        for workers in (1, 2)
+    ]  # fmt: skip
+    return rows, {"scale_2w": f"{rates[2] / rates[1]:.2f}"}
+
+
+def _pruning_arm(bench: _Bench, args: argparse.Namespace) -> tuple[Rows, dict[str, str]]:
+    """(c) knn on the same --prune-trials params with pruning off and on: fold fits saved, best value."""
+    import optuna
+
+    from emotune.search._objective import make_objective
+    from emotune.spaces import get, make_pruner
+
+    p = bench.prep("knn", protocol="random", folds=5)
+    knn = get("knn")
+    draft = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
+    prm_list = [knn.suggest(draft.ask()) for _ in range(args.prune_trials)]
+    results = {}
+    for arm, pruner in (("off", "none"), ("on", "auto")):
+        name = f"bench-prune-{arm}-{bench.tag}"
+        bench.made.append(name)
+        study = optuna.create_study(
+            study_name=name, storage=bench.url, direction="maximize", pruner=make_pruner(pruner, knn, 5)
+        )
+        for prm in prm_list:
+            study.enqueue_trial(prm)
+        study.optimize(make_objective(knn, p.trial_data, metric="uar", seed=0), n_trials=len(prm_list))
+        trials = study.get_trials(deepcopy=False)
+        fits = sum(len(t.user_attrs.get("fold_scores", [])) for t in trials)
+        results[arm] = (
+            fits,
+            study.best_value,
+            sum(t.state == optuna.trial.TrialState.PRUNED for t in trials),
+        )
+    rows = [
+        (
+            "pruning off: fold fits / best",
+            f"{results['off'][0]} / {results['off'][1]:.4f}",
+            f"{args.prune_trials} trials, knn, 5 folds",
+        ),
+        (
+            "pruning on: fold fits / best",
+            f"{results['on'][0]} / {results['on'][1]:.4f}",
+            f"{results['on'][2]} pruned (running-mean median)",
+        ),
+    ]
+    saved = 1 - results["on"][0] / results["off"][0]
+    delta = results["on"][1] - results["off"][1]
+    return rows, {"prune_saved": f"{saved:.3f}", "prune_best_delta": f"{delta:+.4f}"}
 
 
 def _ms(runs: list[float]) -> str:

@@ -1,5 +1,8 @@
 """Audio -> arrays: corpus readers, label schemes, feature sets and the feature cache.
 
+Also the basics every room shares: errors, the emotune home folder, Ray start-up, and the one
+scorer (UAR, accuracy, log loss) of the objective, the torch classifier and the voters.
+
 Nothing here imports :mod:`emotune.search`. Heavy libraries (librosa, ray) are imported inside the
 functions that need them, so that importing this package is cheap.
 """
@@ -13,6 +16,7 @@ from emotune.features._errors import AudioError, EmotuneError, FeatureError
 from emotune.features._home import default_cache_dir, emotune_home
 from emotune.features._labels import SCHEMES, class_names, label_of
 from emotune.features._load import Dataset, load, speaker_normalize
+from emotune.features._metrics import METRICS, accuracy, balanced_accuracy, log_loss, score, scores
 from emotune.features._ray import numba_env, ray_init
 from emotune.features._sets import (
     AUDIO_SETS,
@@ -28,6 +32,7 @@ from emotune.features._synth import synthesize
 __all__ = [
     "AUDIO_SETS",
     "FEATURE_SETS",
+    "METRICS",
     "SCHEMES",
     "AudioError",
     "BuildReport",
@@ -36,6 +41,8 @@ __all__ = [
     "FeatureError",
     "Row",
     "ScanResult",
+    "accuracy",
+    "balanced_accuracy",
     "build",
     "class_names",
     "default_cache_dir",
@@ -48,11 +55,14 @@ __all__ = [
     "file_hashes",
     "label_of",
     "load",
+    "log_loss",
     "numba_env",
     "prune",
     "ray_init",
     "read_audio",
     "scan",
+    "score",
+    "scores",
     "speaker_normalize",
     "synthesize",
 ]

@@ -2,7 +2,7 @@
 
 The result is the same array ``librosa.load(path, sr=sr)`` returns (libsndfile decode, mean of the
 channels, soxr ``soxr_hq`` resampling, length fixed to ``ceil(n * sr / native_sr)``), so features
-computed from it match the seeds' numbers. On top of that it:
+computed from it match those of scripts that call ``librosa.load``. On top of that it:
 
 - reads the file's bytes once (the cache hashes the same bytes; see :func:`decode_bytes`);
 - refuses truncated WAV and AIFF files: when the header promises more audio than the file holds,

@@ -72,7 +72,7 @@ def load(
         speaker_norm: z-score each feature within each speaker (see :func:`speaker_normalize`).
         drop_length_outliers: Drop files whose duration lies more than this many robust standard
             deviations (1.4826 x the median absolute deviation) from the median duration of the
-            labelled rows, as seed 003 dropped "the ones with extreme lengths". None keeps all.
+            labelled rows (the MFCC-sequence recipe dropped "the ones with extreme lengths"). None keeps all.
 
     Returns:
         A :class:`Dataset`.
@@ -97,18 +97,7 @@ def load(
     ):
         raise FeatureError(f"drop_length_outliers={drop_length_outliers!r} must be a positive number or None")
     key = params_key(params)
-
-    dropped: list[tuple[str, str]] = []
-    kept: list[Row] = []
-    labels: list[str] = []
-    for row in rows:
-        label = label_of(row, scheme)
-        if label is None:
-            dropped.append((row.path, drop_reason(row, scheme) or f"no label under {scheme!r}"))
-        else:
-            kept.append(row)
-            labels.append(label)
-
+    kept, labels, dropped = _labelled(rows, scheme)
     with open_index(cache_dir) as index:
         states = resolve_hashes(index, [row.path for row in kept])
         for state in states:
@@ -120,18 +109,9 @@ def load(
         lengths = durations(index, shas) if drop_length_outliers is not None else {}
         cache = index.dir
 
-    use: list[int] = []
-    for i, (row, sha) in enumerate(zip(kept, shas, strict=True)):
-        if sha in entries:
-            use.append(i)
-        elif sha in failures:
-            dropped.append((row.path, f"no usable audio: {failures[sha]}"))
-        else:
-            missing = sum(1 for s in shas if s not in entries and s not in failures)
-            raise FeatureError(
-                f"{params['set']} features of {row.path} are not in the cache {cache} ({missing} file(s) "
-                "missing): run `emotune features build` on this data first"
-            )
+    use = _with_features(
+        kept, shas, entries, failures, dropped, what=f"{params['set']} features", cache=cache
+    )
     if drop_length_outliers is not None:
         use, outliers = _drop_outliers(use, [lengths.get(shas[i]) for i in use], drop_length_outliers)
         dropped += [(kept[i].path, f"length outlier ({lengths[shas[i]]:.2f} s)") for i in outliers]
@@ -154,6 +134,51 @@ def load(
         dropped=dropped,
         speaker_norm=speaker_norm,
     )
+
+
+def _labelled(rows: Sequence[Row], scheme: str) -> tuple[list[Row], list[str], list[tuple[str, str]]]:
+    """The rows with a label under ``scheme``, their labels, and ``(path, reason)`` of the others."""
+    dropped: list[tuple[str, str]] = []
+    kept: list[Row] = []
+    labels: list[str] = []
+    for row in rows:
+        label = label_of(row, scheme)
+        if label is None:
+            dropped.append((row.path, drop_reason(row, scheme) or f"no label under {scheme!r}"))
+        else:
+            kept.append(row)
+            labels.append(label)
+    return kept, labels, dropped
+
+
+def _with_features(
+    kept: Sequence[Row],
+    shas: Sequence[str],
+    entries: Mapping[str, Any],
+    failures: Mapping[str, str],
+    dropped: list[tuple[str, str]],
+    *,
+    what: str,
+    cache: Any,
+) -> list[int]:
+    """Indices of the rows whose features are cached; a file without usable audio joins ``dropped``.
+
+    Raises:
+        FeatureError: A file whose features were never built (the message names it and the cache).
+    """
+    use: list[int] = []
+    for i, (row, sha) in enumerate(zip(kept, shas, strict=True)):
+        if sha in entries:
+            use.append(i)
+        elif sha in failures:
+            dropped.append((row.path, f"no usable audio: {failures[sha]}"))
+        else:
+            missing = sum(1 for s in shas if s not in entries and s not in failures)
+            raise FeatureError(
+                f"{what} of {row.path} are not in the cache {cache} ({missing} file(s) "
+                "missing): run `emotune features build` on this data first"
+            )
+    return use
 
 
 def _stack(entries: Sequence[tuple[str, tuple[int, ...], bytes]], params: Mapping[str, Any]) -> np.ndarray:

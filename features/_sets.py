@@ -4,7 +4,7 @@ Six sets, each described by a JSON-clean parameter dict (:func:`feature_params`)
 setting that changes its numbers, plus ``"set"`` and a code ``"version"`` (the cache keys on it):
 
 ``classic`` [shape=(n_mfcc + n_chroma + n_mels,) = (180,)]
-    Seed 000's vector: time means of 40 MFCC, 12 chroma and 128 mel bands, i.e. what
+    The 180-means recipe's vector: time means of 40 MFCC, 12 chroma and 128 mel bands, i.e. what
     ``librosa.feature.mfcc(y=y, sr=sr, n_mfcc=40)``, ``librosa.feature.chroma_stft(S=np.abs(
     librosa.stft(y)), sr=sr)`` and ``librosa.feature.melspectrogram(y=y, sr=sr)`` give, averaged
     over frames, in that order.
@@ -19,12 +19,12 @@ setting that changes its numbers, plus ``"set"`` and a code ``"version"`` (the c
     as ``classic_stats``. The classical spaces' default: on speakers a model has not heard it is
     the stronger set (README, "Accuracy on new speakers").
 ``mfcc_seq`` [shape=(n_mfcc, frames) = (20, 236)]
-    Seed 003's MFCC sequence, padded or truncated at the end to a fixed number of frames.
+    The MFCC-sequence recipe's input, padded or truncated at the end to a fixed number of frames.
 ``melspec`` [shape=size = (128, 128)]
     Log-mel spectrogram image (dB re the file's maximum), resized with a deterministic triangle
-    filter; ``size=(224, 224)`` gives seed 000's VGG input.
+    filter; ``size=(224, 224)`` gives VGG16's input size.
 ``vgg16_bottleneck`` [shape=(512 * 7 * 7,) = (25088,)]
-    Seed 000's frozen VGG16 bottleneck: the ``melspec`` image (``size=(224, 224)`` by default), min-max
+    The frozen VGG16 bottleneck: the ``melspec`` image (``size=(224, 224)`` by default), min-max
     scaled and ImageNet-normalised as a grey picture, through VGG16's convolutional part, 7x7 average
     pool, flattened (:mod:`emotune.features._vgg`). The weights come from a torchvision ``vgg16``
     state_dict file the user supplies (``$EMOTUNE_VGG16_WEIGHTS`` or ``--vgg16-weights``); the params
@@ -118,13 +118,13 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "f0_voicing_threshold": 0.3,
         "f0_gate_db": 40.0,
     },
-    # "median": pad with each coefficient's median frame. Seed 003 padded with the median; in the
+    # "median": pad with each coefficient's median frame, as the MFCC-sequence recipe did; in the
     # MFCC domain the median frame is a typical frame of the file, whereas zeros are not silence
     # (c0 = 0 is a specific loudness), "edge" repeats the trailing frame (often silence) and
     # "wrap" repeats content, which a sequence model could mistake for more speech.
     "mfcc_seq": {"n_mfcc": 20, "n_mels": 128, "frames": 236, "pad": "median"},
     "melspec": {"n_mels": 128, "top_db": 80.0, "size": [128, 128]},
-    # Seed 000's VGG input; weights_sha256 has no default (see default_params).
+    # VGG16's 224x224 input; weights_sha256 has no default (see default_params).
     "vgg16_bottleneck": {"n_mels": 128, "top_db": 80.0, "size": [224, 224], "weights_sha256": None},
 }
 

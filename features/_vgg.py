@@ -4,8 +4,8 @@ The user supplies a torchvision ``vgg16`` state_dict file: ``$EMOTUNE_VGG16_WEIG
 path (``--vgg16-weights``); nothing is downloaded. Its convolutional part is loaded with the first
 convolution folded to one grey input channel, frozen, and applied to log-mel spectrograms shown as grey
 ImageNet-normalised images (:func:`spectrogram_images`). The 7x7 adaptive average pool of its last map,
-flattened, is the bottleneck [shape=(25088,)] that torchvision's classifier (and seed 000's dense head,
-after Keras' ``include_top=False`` + ``Flatten``) reads.
+flattened, is the bottleneck [shape=(25088,)] that torchvision's classifier (and a dense head after
+Keras' ``include_top=False`` + ``Flatten``) reads.
 
 Features made with a weights file are identified by the file's sha256 (:func:`weights_sha256`), never by
 its path: the same file in another place gives the same features.
@@ -44,7 +44,7 @@ __all__ = [
 VGG16_WEIGHTS_ENV = "EMOTUNE_VGG16_WEIGHTS"
 VGG16_LAYOUT: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M")
 VGG16_LAYOUT += (512, 512, 512, "M", 512, 512, 512, "M")
-BOTTLENECK_DIM = 512 * 7 * 7  # torchvision's avgpool output, what its classifier (and the seed's head) reads
+BOTTLENECK_DIM = 512 * 7 * 7  # torchvision's avgpool output, what its classifier (and vgg16_head) reads
 # One grey channel stands for the three ImageNet ones: normalise with their averaged mean/std and sum
 # the first convolution's weights over its input channels (exact for a grey image; timm does the same).
 IMAGE_MEAN, IMAGE_STD = 0.449, 0.226
@@ -199,7 +199,7 @@ def checked_trunk(
 def spectrogram_images(X: np.ndarray) -> np.ndarray:
     """Log-mel spectrograms ``[shape=(n, h, w)]`` as grey ImageNet-normalised images, same shape.
 
-    Each spectrogram is min-max scaled to [0, 1] on its own (a picture of it, as in the seed), then
+    Each spectrogram is min-max scaled to [0, 1] on its own (a picture of it, as the 180-means recipe made), then
     normalised with :data:`IMAGE_MEAN` / :data:`IMAGE_STD`.
     """
     X = np.asarray(X, dtype=np.float32)
@@ -215,7 +215,7 @@ def bottleneck(
     """Frozen VGG16 bottleneck: log-mel spectrograms ``[shape=(n, h, w)]`` -> ``[shape=(n, 25088)]``, float32.
 
     :func:`spectrogram_images`, ``trunk``, the 7x7 adaptive average pool, flatten; ``batch_size``
-    images per forward pass, in inference mode. Any image size works (224x224 is seed 000's input).
+    images per forward pass, in inference mode. Any image size works (224x224 is VGG16's own).
     The caller sets torch's thread count; ``trunk`` is moved to ``device``.
     """
     import torch

@@ -1,4 +1,4 @@
-"""The cross-validated objective every worker runs, and the pruners it reports to.
+"""The cross-validated objective every worker runs (its pruners: :mod:`emotune.spaces._pruners`).
 
 For fold ``k`` of ``K`` the objective fits ``space.build(params)`` on the fold's training rows and
 scores the held-out rows. Plain spaces report the running mean of fold scores at step ``k`` and may
@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from emotune.features import score
+
 if TYPE_CHECKING:
     import optuna
-
-PRUNERS = ("auto", "median", "wilcoxon", "hyperband", "none")
 
 
 class TrialInterrupted(Exception):
@@ -61,30 +61,6 @@ class TrialData:
 def worker_id() -> str:
     """``host:pid`` of this process."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def score(metric: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """``uar`` (balanced accuracy, unweighted average recall) or ``accuracy`` of integer class codes.
-
-    Equal to scikit-learn's ``balanced_accuracy_score`` / ``accuracy_score`` (the recall of each
-    class present in ``y_true``, averaged; a predicted class absent from ``y_true`` only counts as
-    an error), without their input validation, which costs about 1 ms a call: an objective scores
-    every fold twice.
-    """
-    y_true = np.asarray(y_true)
-    y_pred = np.asarray(y_pred)
-    if y_true.shape != y_pred.shape or y_true.ndim != 1 or len(y_true) == 0:
-        raise ValueError(
-            f"score: y_true {y_true.shape} and y_pred {y_pred.shape} must be equal, non-empty 1-D"
-        )
-    hit = y_true == y_pred
-    if metric != "uar":
-        return float(np.mean(hit))
-    classes, codes = np.unique(y_true, return_inverse=True)
-    recall = np.bincount(codes, weights=hit, minlength=len(classes)) / np.bincount(
-        codes, minlength=len(classes)
-    )
-    return float(np.mean(recall))
 
 
 def set_user_attrs(trial: optuna.trial.Trial, attrs: dict[str, Any]) -> None:
@@ -123,30 +99,6 @@ def aligned_proba(estimator: Any, X: np.ndarray, n_classes: int) -> np.ndarray:
     out = np.zeros((proba.shape[0], n_classes))
     out[:, seen] = proba
     return out
-
-
-def make_pruner(name: str, space: ModuleType, n_folds: int) -> optuna.pruners.BasePruner:
-    """The pruner for a study: the space's own for ``auto`` (default), else the named one."""
-    import optuna
-
-    if name == "auto":
-        if hasattr(space, "pruner"):
-            return space.pruner()
-        name = "median"
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    if name == "median":
-        # Running-mean median pruning: the value at step k is the mean of folds 0..k, so a trial is
-        # compared with others on the same folds. Chosen with benchmarks/search.py (pruning arm).
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0, n_min_trials=3)
-    if name == "wilcoxon":
-        return optuna.pruners.WilcoxonPruner(p_threshold=0.1)
-    if name == "hyperband":
-        max_steps = int(getattr(space, "MAX_STEPS", 1)) * n_folds
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(max_steps, 3))
-    from emotune.search._study import StudyError
-
-    raise StudyError(f"--pruner {name!r} is not one of {', '.join(PRUNERS)}")
 
 
 def oof_bytes(proba: np.ndarray) -> bytes:
@@ -204,17 +156,10 @@ def make_objective(
             t0 = time.perf_counter()
             if iterative:
 
-                def report(
-                    step: int, value: float, k: int = k, t0: float = t0, spent: float = fit_time
-                ) -> None:
-                    global_step = k * max_steps + int(step)
-                    if global_step not in reported:
-                        trial.report(float(value), global_step)
-                        reported.add(global_step)
-                    if k == 0 and trial.should_prune():
-                        _record(trial, fold_scores, train_scores, spent + time.perf_counter() - t0)
-                        raise optuna.TrialPruned(f"pruned at step {global_step}")
+                def record_pruned(t0: float = t0, spent: float = fit_time) -> None:
+                    _record(trial, fold_scores, train_scores, spent + time.perf_counter() - t0)
 
+                report = _step_reporter(trial, k, max_steps, reported, record_pruned)
                 space.fit(estimator, X[tr], data.y[tr], X_val=X[va], y_val=data.y[va], report=report)
             else:
                 estimator.fit(X[tr], data.y[tr])
@@ -246,6 +191,25 @@ def make_objective(
         return float(np.mean(fold_scores))
 
     return objective
+
+
+def _step_reporter(
+    trial: optuna.trial.Trial, k: int, max_steps: int, reported: set[int], record_pruned: Callable[[], None]
+) -> Callable[[int, float], None]:
+    """The ``report(step, value)`` an iterative fit of fold ``k`` calls: reported at ``k * max_steps + step``
+    (once per step), judged by the pruner in the first fold only (``record_pruned`` runs before it stops)."""
+    import optuna
+
+    def report(step: int, value: float) -> None:
+        global_step = k * max_steps + int(step)
+        if global_step not in reported:
+            trial.report(float(value), global_step)
+            reported.add(global_step)
+        if k == 0 and trial.should_prune():
+            record_pruned()
+            raise optuna.TrialPruned(f"pruned at step {global_step}")
+
+    return report
 
 
 @contextlib.contextmanager

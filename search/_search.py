@@ -5,22 +5,16 @@ worker starts) and the training arrays; ``run`` starts W Ray workers that each c
 ``study.optimize`` one trial at a time until the study holds exactly N finished (complete + pruned)
 trials.
 
-Exactly N, with any number of workers and processes: before a worker creates a trial it takes a
-PostgreSQL advisory lock for the study (held only until its trial exists), counts finished, running
-and waiting trials, and starts a trial only while ``finished + running < N`` or a retry is waiting.
-A worker that finds all N slots taken but not finished waits, and meanwhile fails stale trials
-(``optuna.storages.fail_stale_trials``), so the retry of a killed worker's trial still runs.
+How a worker keeps the study at exactly N: :mod:`emotune.search._worker`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import sys
-import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -28,9 +22,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from emotune.features._errors import EmotuneError
+from emotune.features import EmotuneError
 from emotune.search import _storage as st
-from emotune.search._objective import TrialData, TrialInterrupted, make_objective, make_pruner, worker_id
+from emotune.search._data import (
+    build_features,
+    class_order,
+    feature_sets,
+    labelled_rows,
+    load_space,
+    trial_data,
+)
+from emotune.search._objective import TrialData, worker_id
 from emotune.search._study import (
     FEATURES_PARAM,
     StudyData,
@@ -41,24 +43,10 @@ from emotune.search._study import (
     study_data_from_json,
 )
 from emotune.search._supervise import WorkerWatch
+from emotune.search._worker import STORAGE_PATIENCE_S, Worker, slot_key
 
 if TYPE_CHECKING:
     import optuna
-
-# How long a worker keeps retrying an unreachable storage (a restart) before it gives up.
-# (The CLI checks $EMOTUNE_STORAGE_PATIENCE_S as the default of --storage-patience; here a malformed
-# value must not break importing the module.)
-try:
-    STORAGE_PATIENCE_S = float(os.environ.get("EMOTUNE_STORAGE_PATIENCE_S", "180"))
-except ValueError:
-    STORAGE_PATIENCE_S = 180.0
-
-
-def slot_key(study_name: str) -> int:
-    """The advisory-lock key of a study's trial slots (a signed 64-bit int)."""
-    return int.from_bytes(
-        hashlib.sha256(f"emotune-slot:{study_name}".encode()).digest()[:8], "big", signed=True
-    )
 
 
 @dataclass
@@ -72,29 +60,6 @@ class Prepared:
     data: StudyData
     trial_data: TrialData
     created: bool
-
-
-def _load_space(ref: str) -> ModuleType:
-    from emotune.spaces import get
-
-    return get(ref)
-
-
-def load_arrays(spec: StudySpec, sdata: StudyData, *, cache_dir: str | Path | None = None) -> np.ndarray:
-    """The feature matrix of every row of a study, in the study's row order."""
-    from emotune.features import Row, load
-
-    rows = [Row(**r) for r in sdata.rows]
-    ds = load(
-        rows, spec.feature_params, scheme=spec.target, cache_dir=cache_dir, speaker_norm=spec.speaker_norm
-    )
-    pos = {h: i for i, h in enumerate(ds.hashes)}
-    missing = [sdata.rows[i]["path"] for i, h in enumerate(sdata.hashes) if h not in pos]
-    if missing:
-        raise StudyError(
-            f"features of {missing[0]} are not in the cache (and {len(missing) - 1} more): run `emotune features build` on the study's data"
-        )
-    return np.asarray(ds.X[[pos[h] for h in sdata.hashes]])
 
 
 def prepare(
@@ -120,11 +85,11 @@ def prepare(
     """Scan and label the data, build missing features, and create (or check) the study."""
     import optuna
 
-    from emotune.features import build, default_params, label_of, scan
+    from emotune.features import default_params, label_of
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-    space = _load_space(space_ref)
+    space = load_space(space_ref)
     sets = feature_sets(space, feature_set)
     # vgg16_bottleneck: its params hold the sha256 of $EMOTUNE_VGG16_WEIGHTS
     choices = {name: default_params(name) for name in sets}
@@ -134,24 +99,12 @@ def prepare(
     for d in data:
         if not Path(d).exists():
             raise StudyError(f"--data {d}: no such file or folder")
-    scanned = scan([str(d) for d in data], corpus=corpus, labels=labels)
-    rows = [r for r in scanned.rows if label_of(r, target) is not None]
-    if not rows:
-        raise StudyError(f"no file under {', '.join(map(str, data))} has a label under --target {target}")
-    report = build(
-        rows,
-        params=list(choices.values()),
-        cache_dir=cache_dir,
-        ray_address=ray_address,
-        num_cpus=num_cpus,
-        progress=progress,
-    )
-    failed = {f["path"] for f in report.failed}
-    rows = [r for r in rows if r.path not in failed]
-    hashes = [report.hashes[r.path] for r in rows]
+    rows = labelled_rows(data, target=target, corpus=corpus, labels=labels)
+    rows, hashes = build_features(rows, list(choices.values()), cache_dir=cache_dir, ray_address=ray_address,
+                                  num_cpus=num_cpus, progress=progress)  # fmt: skip
     labels_ = [str(label_of(r, target)) for r in rows]
     sdata = study_data(rows, hashes, labels_, protocol=protocol, seed=seed, folds=folds)
-    classes = sorted(set(labels_), key=_class_order(target, rows))
+    classes = sorted(set(labels_), key=class_order(target, rows))
     spec = StudySpec(
         space=space.NAME,
         feature_set=fset,
@@ -172,65 +125,6 @@ def prepare(
     return Prepared(
         study_name, url, space, spec, sdata, trial_data(spec, sdata, cache_dir=cache_dir), created
     )
-
-
-def feature_sets(space: ModuleType, feature_set: str | Sequence[str] | None) -> list[str]:
-    """The feature sets a study of ``space`` uses: one pinned, or several searched (first = default).
-
-    ``feature_set`` is None (the space's ``FEATURES``), a set name, a comma-separated list, or
-    ``"all"`` (every set the space accepts, its default first).
-
-    Raises:
-        StudyError: a set the space does not accept (the message lists those it does).
-    """
-    from emotune.spaces import accepts
-
-    ok = accepts(space)
-    if feature_set is None:
-        return [space.FEATURES]
-    given = feature_set.split(",") if isinstance(feature_set, str) else list(feature_set)
-    names = [n.strip() for n in given if n.strip()]
-    if names == ["all"]:
-        names = [space.FEATURES] + [n for n in ok if n != space.FEATURES]
-    bad = [n for n in names if n not in ok]
-    if bad or not names:
-        raise StudyError(
-            f"--features {feature_set if isinstance(feature_set, str) else ','.join(given)}: space "
-            f"{space.NAME} accepts {', '.join(ok)} (one, several separated by commas, or all)"
-        )
-    return list(dict.fromkeys(names))
-
-
-def trial_data(spec: StudySpec, sdata: StudyData, *, cache_dir: str | Path | None = None) -> TrialData:
-    """The training rows' matrices (one per searched feature set), codes and folds for the workers."""
-    train = sdata.train_index
-    sets = list(spec.feature_choices) or [spec.feature_set]
-    by_set = {
-        name: load_arrays(spec.for_trial({FEATURES_PARAM: name}), sdata, cache_dir=cache_dir)[train]
-        for name in sets
-    }
-    return trial_data_from(spec, sdata, by_set)
-
-
-def trial_data_from(spec: StudySpec, sdata: StudyData, by_set: dict[str, np.ndarray]) -> TrialData:
-    """:func:`trial_data` from matrices already loaded: ``by_set`` maps each set to its training rows."""
-    train = sdata.train_index
-    code = {c: i for i, c in enumerate(spec.classes)}
-    return TrialData(
-        X=by_set[spec.feature_set],
-        y=np.array([code[sdata.labels[i]] for i in train], dtype=np.int64),
-        folds=sdata.folds,
-        classes=list(spec.classes),
-        hashes=[sdata.hashes[i] for i in train],
-        X_by_set=dict(by_set) if spec.feature_choices else None,
-    )
-
-
-def _class_order(target: str, rows: Sequence[Any]) -> Any:
-    from emotune.features import class_names
-
-    order = {c: i for i, c in enumerate(class_names(target, rows))}
-    return lambda c: (order.get(c, len(order)), c)
 
 
 def create_or_check(url: str, name: str, spec: StudySpec, sdata: StudyData) -> bool:
@@ -284,7 +178,7 @@ def enqueue_defaults(study: optuna.Study, spec: StudySpec) -> None:
     ``enqueue_trial``, the warm start auto-sklearn and FLAML use); with a searched feature set each
     default runs on the study's first set.
     """
-    space = _load_space(spec.space_path or spec.space)
+    space = load_space(spec.space_path or spec.space)
     for params in getattr(space, "DEFAULTS", ()):
         extra = {FEATURES_PARAM: spec.feature_set} if spec.feature_choices else {}
         study.enqueue_trial({**params, **extra}, skip_if_exists=True)
@@ -328,193 +222,6 @@ def load_oof(url: str, name: str, trial_number: int) -> np.ndarray | None:
 # --- workers -------------------------------------------------------------------------------------
 
 
-def _count_states(cur: Any, study_id: int, *, lock: int | None = None) -> dict[str, int]:
-    """Trials of the study per state; with ``lock``, first take that advisory lock (one round trip)."""
-    sql = "SELECT state, count(*) FROM trials WHERE study_id = %s GROUP BY state"
-    if lock is None:
-        cur.execute(sql, (study_id,))
-    else:  # two statements, one round trip: psycopg2 returns the last one's rows
-        cur.execute("SELECT pg_advisory_lock(%s); " + sql, (lock, study_id))
-    counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0, "RUNNING": 0, "WAITING": 0}
-    for state, n in cur.fetchall():
-        counts[str(state).split(".")[-1]] = int(n)
-    return counts
-
-
-class Worker:
-    """One search worker (a Ray actor): runs trials of one study until it holds N finished ones."""
-
-    def __init__(
-        self,
-        url: str,
-        study_name: str,
-        space_ref: str,
-        *,
-        n_trials: int,
-        index: int,
-        seed: int,
-        metric: str,
-        pruner: str,
-        sampler: str = "tpe",
-        deadline: float | None,
-        heartbeat: tuple[int, int],
-        patience: float = STORAGE_PATIENCE_S,
-    ) -> None:
-        self.url, self.study_name, self.space_ref = url, study_name, space_ref
-        self.n_trials, self.index, self.seed, self.metric = n_trials, index, seed, metric
-        self.pruner, self.sampler, self.deadline = pruner, sampler, deadline
-        self.heartbeat, self.patience = heartbeat, patience
-        self._stop = threading.Event()
-
-    def whoami(self) -> str:
-        return worker_id()
-
-    def node(self) -> str:
-        """The Ray node id of this worker."""
-        import ray
-
-        return str(ray.get_runtime_context().get_node_id())
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def run(self, data: TrialData) -> dict[str, Any]:
-        """Run trials until the study holds ``n_trials`` finished ones (or the deadline, or stop)."""
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        _limit_threads()
-        space = _load_space(self.space_ref)
-        storage = st.retry_db(st.make_storage, self.url, heartbeat=self.heartbeat)
-        sampler = make_sampler(self.sampler, self.seed + self.index)
-        pruner = make_pruner(self.pruner, space, len(data.folds))
-        study = st.retry_db(
-            optuna.load_study, study_name=self.study_name, storage=storage, sampler=sampler, pruner=pruner
-        )
-        study_id = study._study_id
-        eng = st.engine(self.url)
-        # Blobs go through the storage's own pool (trials and heartbeats): 3 connections a worker.
-        blob_eng = storage.engine
-        key = slot_key(self.study_name)
-        held = {"lock": False}
-        last: dict[str, Any] = {}
-        conn: Any = None
-
-        def save_oof(number: int, payload: bytes) -> None:
-            st.retry_db(st.save_blob, blob_eng, self.study_name, "oof", payload, number)
-
-        objective = make_objective(
-            space, data, metric=self.metric, seed=self.seed, save_oof=save_oof, should_stop=self._stop.is_set
-        )
-
-        def release() -> None:
-            if held["lock"]:
-                held["lock"] = False
-                try:
-                    conn.cursor().execute("SELECT pg_advisory_unlock(%s)", (key,))
-                except Exception:
-                    pass  # a dropped connection released the lock already
-
-        from emotune.features._ray import node_name
-
-        node = node_name()
-
-        def wrapped(trial: optuna.trial.Trial) -> float:
-            release()  # the trial exists now: other workers may count it
-            trial.set_user_attr("node", node)
-            last["failed"] = True
-            try:
-                value = objective(trial)
-                last["failed"] = False
-                return value
-            except optuna.TrialPruned:
-                last["failed"] = False
-                raise
-            except TrialInterrupted:
-                # Interrupted between folds: it runs again, same parameters, when the study resumes.
-                study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
-                raise
-
-        ran = failures = 0
-        lost_since: float | None = None
-        while not self._stop.is_set():
-            if self.deadline is not None and time.time() >= self.deadline:
-                break
-            try:
-                if conn is None:
-                    conn = st.autocommit_connection(eng)
-                cur = conn.cursor()
-                held["lock"] = True  # set first: should the count fail, release() is harmless
-                counts = _count_states(cur, study_id, lock=key)
-                finished = counts["COMPLETE"] + counts["PRUNED"]
-                if finished >= self.n_trials:
-                    release()
-                    break
-                if counts["WAITING"] == 0 and finished + counts["RUNNING"] >= self.n_trials:
-                    release()
-                    optuna.storages.fail_stale_trials(study)
-                    self._stop.wait(0.5)
-                    continue
-                last.clear()
-                study.optimize(wrapped, n_trials=1, catch=(Exception,), gc_after_trial=False)
-                ran += 1
-                failures = failures + 1 if last.get("failed") else 0
-                if failures >= 5 and not self._stop.is_set():
-                    raise StudyError(
-                        f"5 trials in a row failed in worker {worker_id()}; see the study's failed trials"
-                    )
-            except StudyError:
-                release()
-                raise
-            except Exception as exc:
-                release()
-                if not st._is_connection_error(exc):
-                    raise
-                # The storage went away (a restart): drop the connection and try again shortly. A trial
-                # that was running is failed by heartbeat and retried with its parameters.
-                lost_since = lost_since or time.time()
-                if time.time() - lost_since > self.patience:
-                    raise st.StorageError(
-                        f"storage {st.redact(self.url)} unreachable for {self.patience:g} s "
-                        f"(--storage-patience): {st.connection_reason(exc)}"
-                    ) from None
-                conn = None
-                eng.dispose()
-                time.sleep(1.0)
-            else:
-                lost_since = None
-            finally:
-                release()
-        eng.dispose()
-        return {"worker": worker_id(), "ran": ran}
-
-
-SAMPLERS = ("tpe", "random")
-
-
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    """TPE (Optuna 5's default: multivariate, constant liar) or random search, seeded per worker."""
-    import optuna
-
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise StudyError(f"--sampler {name!r} is not one of {', '.join(SAMPLERS)}")
-
-
-def _limit_threads() -> None:
-    """One worker = its CPU share: keep BLAS/OpenMP pools from oversubscribing the node."""
-    from threadpoolctl import threadpool_limits
-
-    # Ray sets OMP_NUM_THREADS to the actor's CPUs; a malformed value falls back to one thread.
-    try:
-        n = max(1, int(os.environ.get("OMP_NUM_THREADS", "1")))
-    except ValueError:
-        n = 1
-    threadpool_limits(n)
-
-
 def cluster_capacity(resources: dict[str, float]) -> int:
     """How many workers of this size the Ray cluster can hold at once."""
     import ray
@@ -551,6 +258,54 @@ def run(
 
     from emotune.features import ray_init
 
+    _check_run_settings(n_trials=n_trials, workers=workers, timeout=timeout, patience=patience)
+    ray_init(ray_address, num_cpus=num_cpus)
+    resources = dict(getattr(prep.space, "RESOURCES", {"num_cpus": 1}))
+    workers = _workers_that_fit(prep, resources, workers)
+    start = _worker_starter(
+        prep, resources, n_trials=n_trials, pruner=pruner, sampler=sampler, patience=patience,
+        deadline=time.time() + timeout if timeout else None,
+    )  # fmt: skip
+    actors = [start(i) for i in range(workers)]
+    data_ref = ray.put(prep.trial_data)  # once, through the object store
+    ids = ray.get([a.whoami.remote() for a in actors])
+    watch = WorkerWatch(actors, n_trials=n_trials, url=prep.url, name=prep.name)
+    futures = [a.run.remote(data_ref) for a in actors]
+    monitor = _Progress(prep.url, prep.name, n_trials, enabled=progress, patience=patience)
+    interrupted = False
+    old = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        _wait_for_workers(actors, futures, start, data_ref, watch, monitor)
+    except KeyboardInterrupt:
+        interrupted = True
+        _stop_workers(actors, futures, prep, ids)
+    except Exception as exc:
+        try:
+            _stop_workers(actors, futures, prep, ids)
+        except Exception as stop_exc:  # the original error matters more
+            reason = st.connection_reason(stop_exc)
+            print(f"emotune: could not stop the workers cleanly: {reason}", file=sys.stderr)
+        # A worker's error arrives as Ray's RayTaskError (its message the remote traceback, with
+        # colour codes): raise the cause's one line instead.
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, EmotuneError) and cause is not exc:
+            raise cause from None
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        monitor.update()
+        monitor.close()
+        watch.close()
+        for a in actors:
+            ray.kill(a)
+    summary = st.retry_db(study_summary, prep.url, prep.name)
+    summary["workers"] = workers
+    summary["interrupted"] = interrupted
+    return summary
+
+
+def _check_run_settings(*, n_trials: int, workers: int, timeout: float | None, patience: float) -> None:
     if n_trials < 1:
         raise StudyError(f"--trials {n_trials} must be at least 1")
     if workers < 1:
@@ -559,8 +314,10 @@ def run(
         raise StudyError(f"--timeout {timeout} must be a positive number of seconds")
     if not patience > 0:
         raise StudyError(f"--storage-patience {patience} must be a positive number of seconds")
-    ray_init(ray_address, num_cpus=num_cpus)
-    resources = dict(getattr(prep.space, "RESOURCES", {"num_cpus": 1}))
+
+
+def _workers_that_fit(prep: Prepared, resources: dict[str, float], workers: int) -> int:
+    """``workers``, or as many as the Ray cluster holds at once (said on stderr)."""
     capacity = cluster_capacity(resources)
     if capacity < 1:
         raise StudyError(f"the Ray cluster cannot hold one {prep.spec.space} worker (needs {resources})")
@@ -569,13 +326,28 @@ def run(
             f"emotune: the cluster holds {capacity} {prep.spec.space} workers ({resources} each): using {capacity}, not {workers}",
             file=sys.stderr,
         )
-        workers = capacity
-    deadline = time.time() + timeout if timeout else None
-    space_ref = prep.spec.space_path or prep.spec.space
-    actor_cls: Any = ray.remote(Worker)
+        return capacity
+    return workers
+
+
+def _worker_starter(
+    prep: Prepared,
+    resources: dict[str, float],
+    *,
+    n_trials: int,
+    pruner: str,
+    sampler: str,
+    patience: float,
+    deadline: float | None,
+) -> Callable[[int], Any]:
+    """``start(index)``: a new Ray actor running :class:`Worker` ``index`` of the study."""
+    import ray
+
     from emotune.features import numba_env
     from emotune.features._ray import SECRET_ENV
 
+    space_ref = prep.spec.space_path or prep.spec.space
+    actor_cls: Any = ray.remote(Worker)
     # Workers see the driver's emotune settings (weights files, GPU share, heartbeats) and numba cache.
     # Never the storage URL: Ray logs a runtime_env in plain text; the URL travels as an argument.
     env = {
@@ -608,60 +380,42 @@ def run(
             patience=patience,
         )
 
-    actors = [start(i) for i in range(workers)]
-    data_ref = ray.put(prep.trial_data)  # once, through the object store
-    ids = ray.get([a.whoami.remote() for a in actors])
-    watch = WorkerWatch(actors, n_trials=n_trials, url=prep.url, name=prep.name)
-    futures = [a.run.remote(data_ref) for a in actors]
-    monitor = _Progress(prep.url, prep.name, n_trials, enabled=progress, patience=patience)
-    interrupted = False
-    old = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        pending = dict(zip(futures, range(workers), strict=True))
-        while pending:
-            done, _ = ray.wait(list(pending), timeout=0.5)
-            for ref in done:
-                i = pending.pop(ref)
-                try:
-                    ray.get(ref)  # re-raise a worker's error
-                except ray.exceptions.RayActorError as exc:  # its process or node is gone for good
-                    watch.lost(i, exc)
-                    actors[i] = start(watch.next_index())
-                    watch.started(i, actors[i])
-                    ref = actors[i].run.remote(data_ref)
-                    pending[ref] = i
-                    futures.append(ref)
-                else:
-                    ray.kill(actors[i])  # done: free its resources for a worker still to be placed
-            watch.poll(pending)
-            monitor.update()
-    except KeyboardInterrupt:
-        interrupted = True
-        _stop_workers(actors, futures, prep, ids)
-    except Exception as exc:
-        try:
-            _stop_workers(actors, futures, prep, ids)
-        except Exception as stop_exc:  # the original error matters more
-            reason = st.connection_reason(stop_exc)
-            print(f"emotune: could not stop the workers cleanly: {reason}", file=sys.stderr)
-        # A worker's error arrives as Ray's RayTaskError (its message the remote traceback, with
-        # colour codes): raise the cause's one line instead.
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, EmotuneError) and cause is not exc:
-            raise cause from None
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    return start
+
+
+def _wait_for_workers(
+    actors: list[Any],
+    futures: list[Any],
+    start: Callable[[int], Any],
+    data_ref: Any,
+    watch: WorkerWatch,
+    monitor: _Progress,
+) -> None:
+    """Wait until every worker's loop has ended; replace a worker whose process or node is gone.
+
+    ``actors`` and ``futures`` are updated in place (a replacement and its run), so that stopping
+    reaches the workers alive now.
+    """
+    import ray
+
+    pending = dict(zip(futures, range(len(actors)), strict=True))
+    while pending:
+        done, _ = ray.wait(list(pending), timeout=0.5)
+        for ref in done:
+            i = pending.pop(ref)
+            try:
+                ray.get(ref)  # re-raise a worker's error
+            except ray.exceptions.RayActorError as exc:  # its process or node is gone for good
+                watch.lost(i, exc)
+                actors[i] = start(watch.next_index())
+                watch.started(i, actors[i])
+                ref = actors[i].run.remote(data_ref)
+                pending[ref] = i
+                futures.append(ref)
+            else:
+                ray.kill(actors[i])  # done: free its resources for a worker still to be placed
+        watch.poll(pending)
         monitor.update()
-        monitor.close()
-        watch.close()
-        for a in actors:
-            ray.kill(a)
-    summary = st.retry_db(study_summary, prep.url, prep.name)
-    summary["workers"] = workers
-    summary["interrupted"] = interrupted
-    return summary
 
 
 def _stop_workers(

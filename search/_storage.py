@@ -20,8 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emotune.features._errors import EmotuneError
-from emotune.features._home import emotune_home
+from emotune.features import EmotuneError, emotune_home
 from emotune.search._urls import StorageError, mask_url, parse_url
 
 if TYPE_CHECKING:

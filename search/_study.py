@@ -24,10 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from emotune.features._errors import EmotuneError
+from emotune.features import METRICS, EmotuneError
 
 PROTOCOLS = ("actor", "random")
-METRICS = ("uar", "accuracy")
 SPEC_VERSION = 1
 # The trial parameter that holds a trial's feature set when the study searches it.
 FEATURES_PARAM = "features"
@@ -166,8 +165,8 @@ def make_split(
     """Boolean test mask; a pure function of (hashes, labels, groups, protocol, seed).
 
     ``actor``: about ``test_size`` of the speakers (at least one; both genders when two or more are
-    held out) are the test speakers; every file of theirs is test. ``random``: the seeds' stratified
-    random 80/20 split of files.
+    held out) are the test speakers; every file of theirs is test. ``random``: a stratified
+    random 80/20 split of files (the published recipes' protocol).
     """
     n = len(hashes)
     if protocol == "actor":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
-from emotune.features._errors import EmotuneError
+from emotune.features import EmotuneError
 
 __all__ = ["StorageError", "mask", "mask_url", "parse_url", "remember_secret"]
 

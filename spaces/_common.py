@@ -1,4 +1,6 @@
-"""Pieces the classical spaces share: the `classic` column layout, preprocessing, pruners, boosting reports.
+"""Pieces the spaces share: the `classic` column layout, preprocessing, boosting reports, the deep spaces' hooks.
+
+Pruners live in :mod:`emotune.spaces._pruners` (re-exported by :mod:`emotune.spaces`).
 
 Everything here is plain scikit-learn / Optuna and picklable, so a fitted pipeline travels to Ray workers
 and into model directories unchanged.
@@ -8,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import optuna
@@ -18,10 +20,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-if TYPE_CHECKING:
-    from optuna.trial import FrozenTrial
+from emotune.features import accuracy
+from emotune.spaces._pruners import successive_halving_over_epochs
 
-# The `classic` feature set (seed 000): 40 MFCC means, 12 chroma means, 128 mel-band mean powers.
+# The `classic` feature set (the 180-means recipe's): 40 MFCC means, 12 chroma means, 128 mel-band mean powers.
 CLASSIC_WIDTH = 180
 CLASSIC_MFCC = slice(0, 40)
 CLASSIC_CHROMA = slice(40, 52)
@@ -94,72 +96,6 @@ def tree_pipeline(model: BaseEstimator) -> Pipeline:
     return Pipeline([("model", model)])
 
 
-# --- pruning -----------------------------------------------------------------------------------------
-
-
-class LatestValuePruner(optuna.pruners.BasePruner):
-    """Prune a trial whose latest value falls below the median (or a percentile) of finished trials there.
-
-    Made for the objective's reports: the running mean of fold scores after fold ``k`` (plain spaces), or
-    validation accuracy after each block of boosting rounds (iterative spaces). Unlike
-    :class:`optuna.pruners.MedianPruner`, which judges the best value so far, it judges the current one,
-    so a lucky first fold does not shield a trial whose later folds are poor; the comparison is always
-    at the same step, i.e. over the same folds. :class:`optuna.pruners.WilcoxonPruner` suits many folds,
-    but a one-sided signed-rank test needs 4 paired folds to reach p < 0.1 (1/2**4), so with the usual
-    3-5 folds it saves one fold at most.
-
-    Args:
-        n_startup_trials: Complete trials with a value at the step needed before that step prunes.
-        n_warmup_steps: Steps below this are never pruned (0: a trial may stop after its first report).
-        percentile: Percentile of the finished trials' values a trial must reach (50: the median).
-    """
-
-    def __init__(
-        self, *, n_startup_trials: int = 5, n_warmup_steps: int = 0, percentile: float = 50.0
-    ) -> None:
-        if n_startup_trials < 1:
-            raise ValueError(f"n_startup_trials must be >= 1, got {n_startup_trials}")
-        if n_warmup_steps < 0:
-            raise ValueError(f"n_warmup_steps must be >= 0, got {n_warmup_steps}")
-        if not 0.0 <= percentile <= 100.0:
-            raise ValueError(f"percentile must be within [0, 100], got {percentile}")
-        self._n_startup_trials = n_startup_trials
-        self._n_warmup_steps = n_warmup_steps
-        self._percentile = percentile
-
-    def prune(self, study: optuna.study.Study, trial: FrozenTrial) -> bool:
-        """True when the latest value is worse than the percentile of COMPLETE trials' at the same step."""
-        step = trial.last_step
-        if step is None or step < self._n_warmup_steps:
-            return False
-        value = trial.intermediate_values[step]
-        if not math.isfinite(value):
-            return False
-        others = [
-            other.intermediate_values[step]
-            for other in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            if step in other.intermediate_values and math.isfinite(other.intermediate_values[step])
-        ]
-        if len(others) < self._n_startup_trials:
-            return False
-        if study.direction == optuna.study.StudyDirection.MAXIMIZE:
-            return value < float(np.percentile(others, self._percentile))
-        return value > float(np.percentile(others, 100.0 - self._percentile))
-
-
-def fold_pruner() -> optuna.pruners.BasePruner:
-    """The pruner of the one-fit-per-fold spaces: running-mean median, from the first fold on."""
-    return LatestValuePruner(n_startup_trials=5, n_warmup_steps=0)
-
-
-def rounds_pruner() -> optuna.pruners.BasePruner:
-    """The pruner of the boosting spaces, whose first fold reports a learning curve (step = round block).
-
-    The first two blocks (20% of the rounds) are never judged: small-eta and DART curves start flat.
-    """
-    return LatestValuePruner(n_startup_trials=5, n_warmup_steps=2)
-
-
 # --- iterative fits (boosting) ---------------------------------------------------------------------------
 
 
@@ -186,27 +122,24 @@ def block_ends(n_rounds: int, n_blocks: int) -> dict[int, int]:
     return ends
 
 
-def accuracy(proba: np.ndarray, classes: np.ndarray, y_true: Any) -> float:
-    """Share of rows whose most probable class (columns in ``classes`` order) is the true label."""
+def argmax_accuracy(proba: np.ndarray, classes: np.ndarray, y_true: Any) -> float:
+    """Accuracy of the most probable class (columns in ``classes`` order) against the true labels."""
     proba = np.asarray(proba)
     if proba.ndim == 1:  # binary boosters return P(classes[1]) only
         proba = np.column_stack([1.0 - proba, proba])
-    predicted = np.asarray(classes)[np.argmax(proba, axis=1)]
-    return float(np.mean(predicted == np.asarray(y_true)))
+    return accuracy(np.asarray(y_true), np.asarray(classes)[np.argmax(proba, axis=1)])
 
 
 def epoch_hooks(max_steps: int) -> tuple[Callable[[], Any], Callable[..., Any]]:
     """``pruner()`` and ``fit(...)`` of a deep space trained for at most ``max_steps`` epochs per fold.
 
-    ``pruner()``: successive halving on epochs (:func:`emotune.spaces._torch.successive_halving`).
+    ``pruner()``: successive halving on epochs (:func:`emotune.spaces.successive_halving_over_epochs`).
     ``fit(estimator, X, y, *, X_val, y_val, report)``: train, reporting the validation UAR after every
     epoch (step = epoch, 0-based). torch is imported when they are called, not when the space is.
     """
 
     def pruner() -> Any:
-        from emotune.spaces import _torch
-
-        return _torch.successive_halving(max_steps)
+        return successive_halving_over_epochs(max_steps)
 
     def fit(estimator: Any, X: Any, y: Any, *, X_val: Any, y_val: Any, report: Report) -> Any:
         from emotune.spaces import _torch

@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import optuna
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
+from emotune.features import balanced_accuracy, log_loss
 from emotune.features._vgg import BOTTLENECK_DIM as BOTTLENECK_DIM
 from emotune.features._vgg import VGG16_LAYOUT as VGG16_LAYOUT
 from emotune.features._vgg import VGG16_WEIGHTS_ENV as VGG16_WEIGHTS_ENV
@@ -352,12 +352,6 @@ def holdout_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray
     return train_idx, stop_idx
 
 
-def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Unweighted average recall over the classes present in ``y_true`` (codes; -1 = unseen class)."""
-    recalls = [float(np.mean(y_pred[y_true == c] == c)) for c in np.unique(y_true)]
-    return float(np.mean(recalls)) if recalls else float("nan")
-
-
 class TorchClassifier(ClassifierMixin, BaseEstimator):
     """A torch network trained as a scikit-learn classifier.
 
@@ -574,7 +568,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
             record: dict[str, float] = {"epoch": epoch, "loss": train_loss}
             if stop is not None:
                 proba = self._proba(module, stop[0])
-                record["stop_loss"] = _log_loss(proba, stop[1])
+                record["stop_loss"] = log_loss(stop[1], proba, eps=1e-12)
                 record["stop_accuracy"] = float(np.mean(proba.argmax(1) == stop[1]))
             if val is not None:
                 pred = self._proba(module, val[0]).argmax(1)
@@ -662,10 +656,6 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
             self.module_ = module
 
 
-def _log_loss(proba: np.ndarray, codes: np.ndarray) -> float:
-    return float(-np.mean(np.log(np.clip(proba[np.arange(len(codes)), codes], 1e-12, None))))
-
-
 # --------------------------------------------------------------------------------------------------
 # What the space modules share
 # --------------------------------------------------------------------------------------------------
@@ -687,41 +677,6 @@ def training_kwargs(params: dict[str, Any], *, space: str, max_steps: int) -> di
         "patience": params.get("patience", 8),
         "class_weight": params.get("class_weight"),
     }
-
-
-class FirstFoldPruner(optuna.pruners.BasePruner):
-    """Prune with ``inner`` on the first fold's epochs only (steps ``< max_steps``); never after.
-
-    The search objective numbers steps ``fold * max_steps + epoch`` and also asks the pruner after
-    every fold. Deep trials are pruned on the first fold's learning curve; a trial that survives it
-    runs every fold, so its out-of-fold probabilities exist. Without this
-    guard, successive halving's later rungs (108, 324 ... steps) would prune survivors mid-CV.
-    """
-
-    def __init__(self, inner: optuna.pruners.BasePruner, max_steps: int) -> None:
-        self._inner = inner
-        self._max_steps = max_steps
-
-    def prune(self, study: optuna.study.Study, trial: optuna.trial.FrozenTrial) -> bool:
-        step = trial.last_step
-        if step is None or step >= self._max_steps:
-            return False
-        return self._inner.prune(study, trial)
-
-
-def successive_halving(max_steps: int) -> FirstFoldPruner:
-    """Successive halving over the first fold's epochs: rungs at ``r, 3r, 9r ...`` with ``r = max_steps // 10``.
-
-    Chosen over Hyperband for the study sizes emotune runs (tens of trials, a few workers): Hyperband
-    spreads trials over brackets that each see only a handful, while successive halving compares every
-    trial at every rung. ``min_early_stopping_rate=0``: the first rung is early, where a hopeless
-    learning rate already shows. A trial is kept at a rung when it is in the top third of the trials
-    that reached it (the first trial always is).
-    """
-    inner = optuna.pruners.SuccessiveHalvingPruner(
-        min_resource=max(1, max_steps // 10), reduction_factor=3, min_early_stopping_rate=0
-    )
-    return FirstFoldPruner(inner, max_steps)
 
 
 def fit_reporting(
@@ -832,7 +787,7 @@ class SpectrogramImage(TransformerMixin, BaseEstimator):
 class VGG16Net:
     """VGG16 (weights from a local torchvision file) with a new dense head, fine-tuned end to end.
 
-    Input: :func:`spectrogram_images` ``[shape=(n, h, w)]``; 224x224 reproduces the seed, other sizes
+    Input: :func:`spectrogram_images` ``[shape=(n, h, w)]``; 224x224 is VGG16's own size, other sizes
     work through the 7x7 adaptive pool. The convolutional part learns at ``trunk_lr_scale`` times the
     head's rate. Practical on a GPU only.
     """
@@ -889,7 +844,7 @@ class VGG16Bottleneck(TransformerMixin, BaseEstimator):
     """Frozen VGG16 bottleneck: log-mel spectrograms ``[shape=(n, h, w)]`` -> ``[shape=(n, 25088)]``.
 
     :func:`spectrogram_images`, VGG16's convolutional part, the 7x7 adaptive average pool, flatten:
-    what torchvision's classifier (and the seed's Keras ``include_top=False`` + ``Flatten``) reads.
+    what torchvision's classifier (and Keras' ``include_top=False`` + ``Flatten``) reads.
     Nothing is learnt, so ``fit`` only checks the weights file and records its sha256; ``transform``
     refuses a different file. Rows are memoised per process (``$EMOTUNE_BOTTLENECK_MEMO_MB``,
     default 512, about 5,000 rows), so folds and trials of one worker compute each row once.

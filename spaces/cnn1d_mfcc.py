@@ -1,10 +1,10 @@
-"""1-D CNN on MFCC sequences (seed 003).
+"""1-D CNN on MFCC sequences (the MFCC-sequence recipe).
 
-The seed fed 20 MFCC x 236 frames to two blocks of ``Conv1D + ReLU + pooling + dropout`` followed by
+That recipe fed 20 MFCC x 236 frames to two blocks of ``Conv1D + ReLU + pooling + dropout`` followed by
 two dense layers and a softmax. Here each MFCC coefficient is standardised (statistics fit inside the
 fold), the frames run along the convolution with the coefficients as channels, and the number of
-blocks (1-4, the seed's 2 by default), filters, kernel, pooling, dropout, dense width and training
-settings are searched; :data:`SEED_PARAMS` is the seed's network.
+blocks (1-4, its 2 by default), filters, kernel, pooling, dropout, dense width and training
+settings are searched; :data:`SEED_PARAMS` is that recipe's network.
 
 Pruned per epoch on the first fold (successive halving). Trains on a CPU; uses CUDA when present.
 """

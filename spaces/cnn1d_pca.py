@@ -1,11 +1,11 @@
-"""1-D CNN on PCA components of the classic features (seed 000, approach 1).
+"""1-D CNN on PCA components of the classic features (the 180-means recipe's first approach).
 
-The seed reduced the 180 ``classic`` features (40 MFCC, 12 chroma, 128 mel power means) with PCA to
+That recipe reduced the 180 ``classic`` features (40 MFCC, 12 chroma, 128 mel power means) with PCA to
 the components keeping 95% of the variance, then trained a 1-D CNN of 8 convolution and 3 fully
 connected layers with batch norm and dropout, SGD (momentum 0.9, lr 0.01), batch size 16. Here the
 preprocessing (log of the mel block, standardisation, PCA 95%) is fit inside each fold and depth,
 widths, batch norm, dropout, optimizer, learning rate, batch size and epochs are searched;
-:data:`SEED_PARAMS` is the seed's network.
+:data:`SEED_PARAMS` is that recipe's network.
 
 Pruned per epoch on the first fold (successive halving). Trains on a CPU; uses CUDA when present.
 """

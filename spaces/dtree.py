@@ -7,7 +7,8 @@ from typing import Any
 from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeClassifier
 
-from emotune.spaces._common import fold_pruner, tree_pipeline
+from emotune.spaces._common import tree_pipeline
+from emotune.spaces._pruners import median_over_folds
 
 NAME = "dtree"
 FEATURES = "functionals"
@@ -39,5 +40,5 @@ def build(params: dict[str, Any], *, seed: int, n_classes: int | None = None) ->
 
 
 def pruner() -> Any:
-    """Running-mean median pruning over CV folds (:class:`~emotune.spaces._common.LatestValuePruner`)."""
-    return fold_pruner()
+    """Stop after a fold whose running mean of fold scores is below the median there (:func:`~emotune.spaces.median_over_folds`)."""
+    return median_over_folds()

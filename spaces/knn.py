@@ -7,7 +7,8 @@ from typing import Any
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 
-from emotune.spaces._common import fold_pruner, scaled_pipeline, suggest_pca
+from emotune.spaces._common import scaled_pipeline, suggest_pca
+from emotune.spaces._pruners import median_over_folds
 
 NAME = "knn"
 FEATURES = "functionals"
@@ -43,5 +44,5 @@ def build(params: dict[str, Any], *, seed: int, n_classes: int | None = None) ->
 
 
 def pruner() -> Any:
-    """Running-mean median pruning over CV folds (:class:`~emotune.spaces._common.LatestValuePruner`)."""
-    return fold_pruner()
+    """Stop after a fold whose running mean of fold scores is below the median there (:func:`~emotune.spaces.median_over_folds`)."""
+    return median_over_folds()

@@ -9,12 +9,12 @@ from sklearn.pipeline import Pipeline
 
 from emotune.spaces._common import (
     Report,
-    accuracy,
+    argmax_accuracy,
     block_ends,
     fit_preprocessing,
-    rounds_pruner,
     tree_pipeline,
 )
+from emotune.spaces._pruners import median_over_rounds
 
 NAME = "lgbm"
 MAX_STEPS = 10  # validation reports per fit: one per tenth of the trial's boosting rounds
@@ -78,14 +78,14 @@ def fit(estimator: Pipeline, X: Any, y: Any, *, X_val: Any, y_val: Any, report: 
             # num_threads: without it LightGBM resets OpenMP to every core for the rest of training,
             # which made a one-CPU worker ~9x slower on a busy machine.
             proba = env.model.predict(Xv, num_iteration=rounds, num_threads=model.n_jobs)
-            report(step, accuracy(proba, classes, y_val))
+            report(step, argmax_accuracy(proba, classes, y_val))
 
     model.fit(Xt, y, callbacks=[_reporter])
     return estimator
 
 
 def pruner() -> Any:
-    """Median pruning of the latest value: round blocks of the first fold, then fold scores (no pruning
-    in the first 20% of the rounds). See :class:`~emotune.spaces._common.LatestValuePruner`.
+    """The first fold's validation accuracy after each tenth of the rounds against the median there
+    (not judged in the first 20% of the rounds): :func:`~emotune.spaces.median_over_rounds`.
     """
-    return rounds_pruner()
+    return median_over_rounds()

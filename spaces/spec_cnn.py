@@ -1,12 +1,12 @@
-"""VGG-style CNN on log-mel spectrogram images (seed 000, approach 2).
+"""VGG-style CNN on log-mel spectrogram images (the 180-means recipe's second approach).
 
-The seed fed 224x224 mel-spectrogram images to VGG16's convolutional part (ImageNet weights, frozen)
+That recipe fed 224x224 mel-spectrogram images to VGG16's convolutional part (ImageNet weights, frozen)
 and trained its approach-1 dense head on the bottleneck. Architectures (``arch``):
 
 - ``vgg_small`` (the default search): 2-4 VGG blocks of 8-16 (doubling) channels on per-band
   standardised ``melspec`` at half or quarter resolution; on one CPU core about 2 s (default) to
   7 s (largest) per epoch for 1,152 training rows of 128x128 (``benchmarks/deep.py``).
-- ``vgg16_frozen``: the seed. VGG16's convolutional part with weights from a local torchvision
+- ``vgg16_frozen``: that recipe's. VGG16's convolutional part with weights from a local torchvision
   ``vgg16`` state_dict (``$EMOTUNE_VGG16_WEIGHTS`` or the ``vgg16_weights`` param; nothing is
   downloaded), frozen; only the dense head trains. Bottleneck features are computed once per row and
   worker process, in memory (:func:`bottleneck_features`). Heavy on a CPU (seconds per spectrogram),
@@ -58,7 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 32,
     "epochs": MAX_STEPS,
 }
-# Seed 000, approach 2: frozen VGG16 bottleneck + approach 1's head and training settings.
+# The 180-means recipe's second approach: frozen VGG16 bottleneck + its first approach's head and training.
 SEED_PARAMS: dict[str, Any] = {
     "arch": "vgg16_frozen",
     "batch_norm": True,
@@ -175,7 +175,7 @@ def bottleneck_features(
     (``X``, the weights file's sha256, this code): the ``vgg16_bottleneck`` feature set caches it.
 
     Args:
-        X: ``melspec`` arrays (224x224 reproduces the seed; 128x128 works too).
+        X: ``melspec`` arrays (224x224 as the recipe; 128x128 works too).
         weights_path: a torchvision ``vgg16`` state_dict file; None: ``$EMOTUNE_VGG16_WEIGHTS``.
         batch_size: images per forward pass.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...

@@ -1,12 +1,12 @@
-"""Dense head on cached frozen-VGG16 bottleneck features (seed 000, approach 2, from the feature cache).
+"""Dense head on cached frozen-VGG16 bottleneck features (the 180-means recipe's second approach).
 
-The seed passed 224x224 mel-spectrogram images through VGG16's convolutional part (ImageNet weights,
-frozen) and trained approach 1's dense head on the flattened bottleneck. Here the bottleneck is the
+That recipe passed 224x224 mel-spectrogram images through VGG16's convolutional part (ImageNet weights,
+frozen) and trained its first approach's dense head on the flattened bottleneck. Here the bottleneck is the
 ``vgg16_bottleneck`` feature set [shape=(25088,)]: computed once per file by ``emotune features build``
 (or by the search, which builds what is missing) from the torchvision ``vgg16`` state_dict file that
 ``$EMOTUNE_VGG16_WEIGHTS`` names, and cached under the file's sha256. A trial standardises the features
 (``StandardScaler`` fit inside each fold) and trains the dense head with torch: 1-3 layers with batch
-norm and dropout, SGD or AdamW; :data:`SEED_PARAMS` is the seed's head. No trial runs VGG16, so a trial
+norm and dropout, SGD or AdamW; :data:`SEED_PARAMS` is that recipe's head. No trial runs VGG16, so a trial
 costs what an MLP on 25,088 inputs costs: seconds per epoch on a CPU core for RAVDESS.
 
 The model itself needs no weights file (only the feature build does), so ``suggest`` and ``build``
@@ -34,7 +34,7 @@ __all__ = ["FEATURES", "MAX_STEPS", "NAME", "SEED_PARAMS", "build", "fit", "prun
 NAME = "vgg16_head"
 FEATURES = "vgg16_bottleneck"
 
-# Seed 000, approach 2 (spec_cnn's vgg16_frozen): approach 1's head, dense layers of 256 and 128 units
+# The 180-means recipe's second approach (spec_cnn's vgg16_frozen): its first approach's head, dense layers of 256 and 128 units
 # then the output, with batch norm and dropout, trained with SGD (momentum 0.9, lr 0.01, batch size 16).
 SEED_PARAMS: dict[str, Any] = {k: v for k, v in spec_cnn.SEED_PARAMS.items() if k != "arch"}
 

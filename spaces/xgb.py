@@ -1,6 +1,6 @@
 """XGBoost (gbtree or DART) on raw `functionals` (or `classic_stats`, `classic`) features, pruned on boosting rounds.
 
-The parameter names are XGBoost's own, as in seed 000, whose best was gbtree, lambda 7.2e-8, alpha 2.2e-5,
+The parameter names are XGBoost's own, as in the 180-means recipe, whose best was gbtree, lambda 7.2e-8, alpha 2.2e-5,
 max_depth 7, eta 9.3e-6, gamma 1.8e-5, lossguide (test accuracy 0.73). gblinear is left out: on these
 features it is an elastic-net linear model, which the ``logreg`` space searches better.
 """
@@ -18,12 +18,12 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from emotune.spaces._common import (
     Report,
-    accuracy,
+    argmax_accuracy,
     block_ends,
     fit_preprocessing,
-    rounds_pruner,
     tree_pipeline,
 )
+from emotune.spaces._pruners import median_over_rounds
 
 NAME = "xgb"
 FEATURES = "functionals"
@@ -36,10 +36,10 @@ MAX_BIN = 64
 
 
 def suggest(trial: Any) -> dict[str, Any]:
-    """Seed 000's space (booster, lambda, alpha, max_depth, eta, gamma, grow_policy) plus rounds, row/column
+    """The 180-means recipe's space (booster, lambda, alpha, max_depth, eta, gamma, grow_policy) plus rounds, row/column
     subsampling, child weight, class weights, and DART's dropout when booster is dart.
 
-    eta spans 1e-6..1 (log) to keep the seed's 9.3e-6; with so small a step the probabilities stay near
+    eta spans 1e-6..1 (log) to keep that recipe's 9.3e-6; with so small a step the probabilities stay near
     uniform but their argmax already carries the trees' votes.
     """
     params: dict[str, Any] = {
@@ -100,7 +100,7 @@ def fit(estimator: Pipeline, X: Any, y: Any, *, X_val: Any, y_val: Any, report: 
         def after_iteration(self, booster: Any, epoch: int, evals_log: Any) -> bool:
             step = ends.get(epoch + 1)
             if step is not None:  # the booster holds exactly epoch + 1 rounds now
-                report(step, accuracy(booster.predict(dval), classes, y_val))
+                report(step, argmax_accuracy(booster.predict(dval), classes, y_val))
             return False
 
     model.fit(Xt, y, callbacks=[_Reporter()])
@@ -108,10 +108,10 @@ def fit(estimator: Pipeline, X: Any, y: Any, *, X_val: Any, y_val: Any, report: 
 
 
 def pruner() -> Any:
-    """Median pruning of the latest value: round blocks of the first fold, then fold scores (no pruning
-    in the first 20% of the rounds). See :class:`~emotune.spaces._common.LatestValuePruner`.
+    """The first fold's validation accuracy after each tenth of the rounds against the median there
+    (not judged in the first 20% of the rounds): :func:`~emotune.spaces.median_over_rounds`.
     """
-    return rounds_pruner()
+    return median_over_rounds()
 
 
 class XGBoostClassifier(ClassifierMixin, BaseEstimator):
@@ -161,7 +161,7 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
             weight = np.asarray(sample_weight, dtype=float) * (1.0 if weight is None else weight)
         params = {
             # One intercept for every class, as before XGBoost 2.0 (which estimates one per class): with
-            # the seed's eta of 1e-5 the estimated intercepts outweigh the trees and every row gets the
+            # an eta of 1e-5 (the 180-means recipe's) the estimated intercepts outweigh the trees and every row gets the
             # majority class; from a common start the argmax follows the trees' votes.
             "base_score": 0.5,
             **(self.params or {}),

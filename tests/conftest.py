@@ -15,6 +15,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests judge results, never speed: no per-example deadline, which a loaded machine (another
+# CPU-bound job on two cores) would miss now and then.
+settings.register_profile("emotune", deadline=None)
+settings.load_profile("emotune")
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from emotune.features._errors import EmotuneError
+from emotune.features import EmotuneError
 from emotune.search._text import emotune_version
 from emotune.search.cli.options import Parser
 

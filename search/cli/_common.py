@@ -10,7 +10,18 @@ from typing import Any
 
 from emotune.search._text import json_clean, table
 
-__all__ = ["add_storage", "check_inputs", "command", "json_clean", "print_json", "run_options", "table"]
+__all__ = [
+    "add_cache",
+    "add_corpus",
+    "add_ray",
+    "add_storage",
+    "check_inputs",
+    "command",
+    "json_clean",
+    "print_json",
+    "run_options",
+    "table",
+]
 
 
 def command(sub: Any, name: str, **kw: Any) -> argparse.ArgumentParser:
@@ -45,6 +56,34 @@ def add_storage(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_cache(p: argparse.ArgumentParser) -> None:
+    """``--cache DIR``: the feature cache."""
+    p.add_argument(
+        "--cache", default=None, metavar="DIR", help="feature cache (default: $EMOTUNE_HOME/cache)"
+    )
+
+
+def add_corpus(p: argparse.ArgumentParser) -> None:
+    """``--corpus`` (force a reader) and ``--labels CSV`` (labels of a generic corpus)."""
+    from emotune.features._corpora import CORPORA
+
+    p.add_argument("--corpus", default=None, choices=CORPORA, help="force the corpus reader")
+    p.add_argument("--labels", default=None, metavar="CSV", help="labels file for a generic corpus")
+
+
+def add_ray(p: argparse.ArgumentParser) -> None:
+    """``--ray-address`` and ``--num-cpus``: the Ray cluster to attach to, or the local one's size."""
+    from emotune.search.cli.options import POSITIVE
+
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="Ray cluster to attach to (env RAY_ADDRESS); default: a local Ray",
+    )
+    p.add_argument("--num-cpus", type=POSITIVE, default=None, help="CPUs of the local Ray (default: all)")
+
+
 def check_inputs(spaces: Sequence[str], data: Sequence[str]) -> None:
     """Spaces and data folders, checked before the storage is resolved (that may start a server).
 
@@ -53,7 +92,7 @@ def check_inputs(spaces: Sequence[str], data: Sequence[str]) -> None:
     """
     from pathlib import Path
 
-    from emotune.features._errors import FeatureError
+    from emotune.features import FeatureError
     from emotune.spaces import get
 
     for space in spaces:

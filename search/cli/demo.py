@@ -53,49 +53,84 @@ def run_demo(
     spaces: Sequence[str] = DEMO_SPACES,
 ) -> dict[str, Any]:
     """Run the demo; returns what was written (also printed as the final summary)."""
-    from emotune.features import build, default_cache_dir, scan, synthesize
-    from emotune.search import _search
-    from emotune.search._export import export_best, write_atomic
+    from emotune.features import build, default_cache_dir, scan
     from emotune.search._storage import embedded_dir, redact, resolve_url
     from emotune.search._study import StudyError
-    from emotune.search.vote._ensemble import build_ensemble, describe
-    from emotune.search.vote._predict import format_text, predict
+    from emotune.search.vote._ensemble import build_ensemble
+    from emotune.search.vote._table import describe
 
     out = out.absolute()
     out.mkdir(parents=True, exist_ok=True)
     steps = _Steps(7)
-    run_id = time.strftime("%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
     n_trials = trials or (TRIALS_DATA if data else TRIALS_SYNTH)
     if n_trials < 1:
         raise StudyError(f"--trials {n_trials} must be at least 1")
 
-    # 1. corpus
-    if data is None:
-        steps.start(f"synthetic corpus: {SYNTH_ACTORS} actors, RAVDESS naming")
-        data = out / "data"
-        files = synthesize(data, actors=SYNTH_ACTORS, seed=0)
-        steps.done(f"{len(files)} files in {data}")
-    else:
-        steps.start(f"corpus: {data}")
-        if not data.exists():
-            raise StudyError(f"--data {data}: no such folder")
-        data = data.absolute()
-        steps.done("using it as is")
+    data = _corpus(steps, out, data)  # 1
 
-    # 2. storage
-    steps.start("storage: the embedded PostgreSQL (no --storage)")
+    steps.start("storage: the embedded PostgreSQL (no --storage)")  # 2
     url = resolve_url(None)
     steps.done(f"{redact(url)}")
 
     # 3. features (a warm cache neither decodes nor starts Ray)
     steps.start("features: classic (MFCC, chroma, mel means), cached by content")
-    scanned = scan([str(data)])
-    report = build(scanned.rows, sets=("classic",), progress=True)
+    report = build(scan([str(data)]).rows, sets=("classic",), progress=True)
     steps.done(
         f"{report.files} files: {report.built} built, {report.cached} cached, {len(report.failed)} failed"
     )
 
-    # 4. searches
+    studies, summaries = _search_spaces(steps, spaces, data, url, n_trials=n_trials, workers=workers)  # 4
+
+    steps.start("ensemble: greedy weights on out-of-fold probabilities, refit, test once")  # 5
+    model_dir = out / "model"
+    result = build_ensemble(url, studies, model_dir, force=True)
+    print("\n" + describe(result) + "\n", flush=True)
+    steps.done(f"model directory {model_dir}")
+
+    exported = _export_studies(steps, url, studies, spaces, out / "best")  # 6
+    predictions_path = _predict_held_out(steps, url, studies[0], model_dir, out)  # 7
+
+    written = {
+        "data": str(data),
+        "feature cache": str(default_cache_dir()),
+        "storage": redact(url)
+        + ("" if os.environ.get("EMOTUNE_STORAGE") else f" (embedded, data in {embedded_dir()})"),
+        "studies": ", ".join(studies),
+        "model directory": str(model_dir),
+        "confusion matrix": str(model_dir / "confusion_matrix.png"),
+        "best params": ", ".join(str(p) for p in exported),
+        "predictions": str(predictions_path),
+    }
+    print(f"\ndemo finished in {steps.elapsed:.0f} s", file=sys.stderr)
+    _print_where_everything_is(written, result.rows[-1], model_dir)
+    return {"written": written, "studies": studies, "summaries": summaries, "seconds": steps.elapsed}
+
+
+def _corpus(steps: _Steps, out: Path, data: Path | None) -> Path:
+    """Step 1: the corpus folder: ``data`` as given, or a synthetic one written under ``out``."""
+    from emotune.features import synthesize
+    from emotune.search._study import StudyError
+
+    if data is None:
+        steps.start(f"synthetic corpus: {SYNTH_ACTORS} actors, RAVDESS naming")
+        data = out / "data"
+        files = synthesize(data, actors=SYNTH_ACTORS, seed=0)
+        steps.done(f"{len(files)} files in {data}")
+        return data
+    steps.start(f"corpus: {data}")
+    if not data.exists():
+        raise StudyError(f"--data {data}: no such folder")
+    steps.done("using it as is")
+    return data.absolute()
+
+
+def _search_spaces(
+    steps: _Steps, spaces: Sequence[str], data: Path, url: str, *, n_trials: int, workers: int
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Step 4: one study per space (named for this run); their names and run summaries."""
+    from emotune.search import _search
+
+    run_id = time.strftime("%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
     steps.start(f"search: {', '.join(spaces)}, {n_trials} trials each, {workers} Ray workers")
     studies = []
     summaries = []
@@ -113,17 +148,16 @@ def run_demo(
             file=sys.stderr,
         )
     steps.done(f"{len(studies)} studies")
+    return studies, summaries
 
-    # 5. ensemble
-    steps.start("ensemble: greedy weights on out-of-fold probabilities, refit, test once")
-    model_dir = out / "model"
-    result = build_ensemble(url, studies, model_dir, force=True)
-    print("\n" + describe(result) + "\n", flush=True)
-    steps.done(f"model directory {model_dir}")
 
-    # 6. export
+def _export_studies(
+    steps: _Steps, url: str, studies: Sequence[str], spaces: Sequence[str], best_dir: Path
+) -> list[Path]:
+    """Step 6: each study's best params as ``best_dir/<space>.json``."""
+    from emotune.search._export import export_best, write_atomic
+
     steps.start("export: best params of each study as JSON")
-    best_dir = out / "best"
     exported = []
     for name, space in zip(studies, spaces, strict=True):
         doc = export_best(url, name)
@@ -131,10 +165,17 @@ def run_demo(
         write_atomic(path, (json.dumps(doc, indent=2) + "\n").encode())
         exported.append(path)
     steps.done(", ".join(str(p) for p in exported))
+    return exported
 
-    # 7. predict on held-out files (speakers the model never saw)
+
+def _predict_held_out(steps: _Steps, url: str, study: str, model_dir: Path, out: Path) -> Path:
+    """Step 7: predict held-out files (speakers the model never saw); the predictions JSON written."""
+    from emotune.search import _search
+    from emotune.search._export import write_atomic
+    from emotune.search.vote._predict import format_text, predict
+
     steps.start(f"predict: {PREDICT_FILES} held-out files with the model directory")
-    _, _, sdata = _search.open_study(url, studies[0])
+    _, _, sdata = _search.open_study(url, study)
     picks = _spread([int(i) for i in sdata.test_index], PREDICT_FILES)
     paths = [sdata.rows[i]["path"] for i in picks]
     truth = {sdata.rows[i]["path"]: sdata.labels[i] for i in picks}
@@ -150,20 +191,10 @@ def run_demo(
         ).encode(),
     )
     steps.done(f"{hits}/{len(pred.predictions)} correct; {predictions_path}")
+    return predictions_path
 
-    written = {
-        "data": str(data),
-        "feature cache": str(default_cache_dir()),
-        "storage": redact(url)
-        + ("" if os.environ.get("EMOTUNE_STORAGE") else f" (embedded, data in {embedded_dir()})"),
-        "studies": ", ".join(studies),
-        "model directory": str(model_dir),
-        "confusion matrix": str(model_dir / "confusion_matrix.png"),
-        "best params": ", ".join(str(p) for p in exported),
-        "predictions": str(predictions_path),
-    }
-    voter = result.rows[-1]
-    print(f"\ndemo finished in {steps.elapsed:.0f} s", file=sys.stderr)
+
+def _print_where_everything_is(written: dict[str, str], voter: dict[str, Any], model_dir: Path) -> None:
     print("\nwhere everything is:")
     width = max(map(len, written))
     for key, value in written.items():
@@ -173,7 +204,6 @@ def run_demo(
         "next: emotune studies | emotune dashboard | "
         f"emotune predict {model_dir} FILE_OR_FOLDER [--json] | emotune storage stop"
     )
-    return {"written": written, "studies": studies, "summaries": summaries, "seconds": steps.elapsed}
 
 
 def _spread(items: Sequence[int], n: int) -> list[int]:

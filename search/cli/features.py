@@ -35,10 +35,17 @@ _PRUNE_EXAMPLE = """examples:
   emotune features prune data/ravdess     # keep only the features of the files under data/ravdess"""
 
 
+_RAW = argparse.RawDescriptionHelpFormatter
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``corpus`` and ``features`` command groups."""
-    raw = argparse.RawDescriptionHelpFormatter
+    _register_corpus(subparsers)
+    _register_features(subparsers)
 
+
+def _register_corpus(subparsers: argparse._SubParsersAction) -> None:
+    raw = _RAW
     corpus = subparsers.add_parser(
         "corpus",
         help="synthetic corpora for demos and tests",
@@ -63,6 +70,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--seed", type=SEED, default=0, metavar="S", help="random seed (default 0)")
     synth.set_defaults(func=_synth)
 
+
+def _register_features(subparsers: argparse._SubParsersAction) -> None:
+    raw = _RAW
     features = subparsers.add_parser(
         "features",
         help="build and prune the feature cache",
@@ -72,6 +82,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     features_sub = features.add_subparsers(dest="features_command", metavar="COMMAND")
     features_sub.required = True
+    _register_build(features_sub)
+    _register_prune(features_sub)
+
+
+def _register_build(features_sub: argparse._SubParsersAction) -> None:
+    raw = _RAW
     build = features_sub.add_parser(
         "build",
         help="compute missing features of audio files into the cache",
@@ -116,6 +132,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
     build.set_defaults(func=_build)
 
+
+def _register_prune(features_sub: argparse._SubParsersAction) -> None:
+    raw = _RAW
     prune = features_sub.add_parser(
         "prune",
         help="drop cache entries no file refers to any more",
@@ -147,8 +166,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from emotune.features import EmotuneError
-    from emotune.features._cache import build
+    from emotune.features import EmotuneError, build
 
     started = time.perf_counter()
     report = build(
@@ -223,8 +241,7 @@ def _summary(report: Any) -> None:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from emotune.features._cache import prune
-    from emotune.features._home import default_cache_dir
+    from emotune.features import default_cache_dir, prune
 
     dropped = prune(args.cache, keep_paths=args.data or None)
     cache = args.cache or str(default_cache_dir())

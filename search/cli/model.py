@@ -6,9 +6,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from emotune.features._corpora import CORPORA
-from emotune.features._labels import SCHEMES
-from emotune.search.cli._common import add_storage, check_inputs, command, print_json, run_options
+from emotune.features import METRICS, SCHEMES
+from emotune.search._study import PROTOCOLS
+from emotune.search.cli._common import (
+    add_cache,
+    add_corpus,
+    add_ray,
+    add_storage,
+    check_inputs,
+    command,
+    print_json,
+    run_options,
+)
 from emotune.search.cli.options import FOLDS, POSITIVE, SEED, seconds
 
 _ENSEMBLE_EXAMPLE = """example:
@@ -32,8 +41,14 @@ _DEMO_EXAMPLE = """example:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register the model commands."""
+    _register_ensemble(sub)
+    _register_predict(sub)
+    _register_evaluate(sub)
+    _register_demo(sub)
+
+
+def _register_ensemble(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from emotune.search.vote import _ensemble as ens
-    from emotune.search.vote import _evaluate as ev
 
     p = command(
         sub,
@@ -55,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument(
         "--metric",
-        choices=["uar", "accuracy"],
+        choices=METRICS,
         default=None,
         help="what the weights maximise (default: the study's)",
     )
@@ -75,14 +90,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--data", default=None, metavar="DIR", help="where the studies' data lives now (re-roots paths)"
     )
-    p.add_argument(
-        "--cache", default=None, metavar="DIR", help="feature cache (default: $EMOTUNE_HOME/cache)"
-    )
+    add_cache(p)
     p.add_argument("--force", action="store_true", help="replace a non-empty MODEL_DIR")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON on stdout")
     add_storage(p)
     p.set_defaults(func=cmd_ensemble)
 
+
+def _register_predict(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = command(
         sub,
         "predict",
@@ -107,6 +122,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--json", action="store_true", help="JSON list on stdout, nothing else there")
     p.set_defaults(func=cmd_predict)
 
+
+def _register_evaluate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from emotune.search.vote import _evaluate as ev
+
     p = command(
         sub,
         "evaluate",
@@ -120,6 +139,23 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         epilog=_EVALUATE_EXAMPLE,
     )
     p.add_argument("data", nargs="+", metavar="DATA", help="corpus folders")
+    _add_evaluation_budget(p)
+    _add_evaluation_data(p)
+    add_corpus(p)
+    add_cache(p)
+    add_ray(p)
+    p.add_argument("--json", action="store_true", help="results as JSON on stdout")
+    p.add_argument(
+        "--report", default=None, metavar="HTML", help="also write an HTML report (see `emotune report`)"
+    )
+    add_storage(p)
+    p.set_defaults(func=cmd_evaluate)
+
+
+def _add_evaluation_budget(p: argparse.ArgumentParser) -> None:
+    """What ``evaluate`` runs in each outer fold: spaces, folds, trials, time, workers, voter size."""
+    from emotune.search.vote import _evaluate as ev
+
     p.add_argument(
         "--spaces",
         default=",".join(ev.DEFAULT_SPACES),
@@ -143,11 +179,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--top-k", type=POSITIVE, default=ev.DEFAULT_TOP_K, help="best trials per study for the voter"
     )
+
+
+def _add_evaluation_data(p: argparse.ArgumentParser) -> None:
+    """How ``evaluate`` labels, splits, scores and normalises the data, and which voter it fits."""
+    from emotune.search.vote import _ensemble as ens
+
     p.add_argument(
         "--target", default="emotion", choices=SCHEMES, help="label scheme (see `emotune search --help`)"
     )
-    p.add_argument("--protocol", default="actor", choices=["actor", "random"], help="outer and inner splits")
-    p.add_argument("--metric", default="uar", choices=["uar", "accuracy"], help="objective and weight metric")
+    p.add_argument("--protocol", default="actor", choices=PROTOCOLS, help="outer and inner splits")
+    p.add_argument("--metric", default="uar", choices=METRICS, help="objective and weight metric")
     p.add_argument("--seed", type=SEED, default=0)
     norm = p.add_mutually_exclusive_group()
     norm.add_argument(
@@ -177,20 +219,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default="auto",
         help="auto (default): greedy weights or a stacked logistic regression, chosen on out-of-fold data",
     )
-    p.add_argument("--corpus", default=None, choices=CORPORA, help="force the corpus reader")
-    p.add_argument("--labels", default=None, metavar="CSV", help="labels file for a generic corpus")
-    p.add_argument(
-        "--cache", default=None, metavar="DIR", help="feature cache (default: $EMOTUNE_HOME/cache)"
-    )
-    p.add_argument("--ray-address", default=None, metavar="ADDR", help="Ray cluster (env RAY_ADDRESS)")
-    p.add_argument("--num-cpus", type=POSITIVE, default=None, help="CPUs of the local Ray (default: all)")
-    p.add_argument("--json", action="store_true", help="results as JSON on stdout")
-    p.add_argument(
-        "--report", default=None, metavar="HTML", help="also write an HTML report (see `emotune report`)"
-    )
-    add_storage(p)
-    p.set_defaults(func=cmd_evaluate)
 
+
+def _register_demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = command(
         sub,
         "demo",
@@ -214,6 +245,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def cmd_ensemble(args: argparse.Namespace) -> int:
     from emotune.search._storage import resolve_url
     from emotune.search.vote import _ensemble as ens
+    from emotune.search.vote._table import describe
 
     result = ens.build_ensemble(
         resolve_url(args.storage),
@@ -231,7 +263,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"out": str(result.out), **result.manifest})
         return 0
-    print(ens.describe(result))
+    print(describe(result))
     return 0
 
 

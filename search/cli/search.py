@@ -8,10 +8,21 @@ import os
 import sys
 from typing import Any
 
-from emotune.features._corpora import CORPORA
-from emotune.features._labels import SCHEMES
-from emotune.search.cli._common import add_storage, check_inputs, print_json, run_options, table
+from emotune.features import METRICS, SCHEMES
+from emotune.search._study import PROTOCOLS
+from emotune.search._worker import SAMPLERS
+from emotune.search.cli._common import (
+    add_cache,
+    add_corpus,
+    add_ray,
+    add_storage,
+    check_inputs,
+    print_json,
+    run_options,
+    table,
+)
 from emotune.search.cli.options import FOLDS, PORT, POSITIVE, SEED, seconds
+from emotune.spaces import PRUNER_ALIASES, PRUNERS
 
 _SEARCH_EXAMPLE = """example:
   emotune search mlp --study mlp-ravdess --data ~/data/ravdess --trials 100 --workers 4
@@ -21,6 +32,15 @@ _SEARCH_EXAMPLE = """example:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register the study commands."""
+    _register_spaces(sub)
+    _register_search(sub)
+    _register_studies(sub)
+    _register_export(sub)
+    _register_dashboard(sub)
+    _register_storage(sub)
+
+
+def _register_spaces(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "spaces",
         help="list search spaces",
@@ -30,6 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     p.set_defaults(func=cmd_spaces)
 
+
+def _register_search(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "search",
         help="run a study with Ray workers on a shared storage",
@@ -58,12 +80,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--protocol",
         default="actor",
-        choices=["actor", "random"],
+        choices=PROTOCOLS,
         help="test split: held-out speakers (default) or random 80/20",
     )
-    p.add_argument(
-        "--metric", default="uar", choices=["uar", "accuracy"], help="objective (both are recorded)"
-    )
+    p.add_argument("--metric", default="uar", choices=METRICS, help="objective (both are recorded)")
     p.add_argument("--seed", type=SEED, default=0, help="seed of the split, folds, samplers and models")
     p.add_argument(
         "--folds", type=FOLDS, default=5, help="cross-validation folds, >= 2 (fewer if too few speakers)"
@@ -80,12 +100,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--pruner",
         default="auto",
-        choices=["auto", "median", "wilcoxon", "hyperband", "none"],
-        help="pruner (auto: the space's)",
+        choices=PRUNERS + tuple(PRUNER_ALIASES),
+        help="auto (default): the space's own, else best-median; latest-median: the running mean of fold "
+        "scores below the median after the same fold; best-median: Optuna's MedianPruner (the best "
+        "value so far; `median` is the same); wilcoxon, hyperband: Optuna's; none",
     )
-    p.add_argument(
-        "--sampler", default="tpe", choices=["tpe", "random"], help="tpe (default) or random search"
-    )
+    p.add_argument("--sampler", default="tpe", choices=SAMPLERS, help="tpe (default) or random search")
     p.add_argument(
         "--timeout",
         type=seconds(),
@@ -93,11 +113,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         metavar="S",
         help="stop starting trials after S seconds (> 0)",
     )
-    p.add_argument("--corpus", default=None, choices=CORPORA, help="force the corpus reader")
-    p.add_argument("--labels", default=None, metavar="CSV", help="labels file for a generic corpus")
-    p.add_argument(
-        "--cache", default=None, metavar="DIR", help="feature cache (default: $EMOTUNE_HOME/cache)"
-    )
+    add_corpus(p)
+    add_cache(p)
     p.add_argument(
         "--storage-patience",
         type=seconds(),
@@ -111,6 +128,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.set_defaults(func=cmd_search)
 
+
+def _register_studies(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "studies",
         help="list studies (or delete one)",
@@ -131,6 +150,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_storage(d)
     d.set_defaults(func=cmd_studies_delete)
 
+
+def _register_export(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "export",
         help="write a study's best trial as JSON",
@@ -142,6 +163,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_storage(p)
     p.set_defaults(func=cmd_export)
 
+
+def _register_dashboard(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "dashboard",
         help="optuna-dashboard on the same storage",
@@ -153,6 +176,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_storage(p)
     p.set_defaults(func=cmd_dashboard)
 
+
+def _register_storage(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "storage",
         help="the embedded PostgreSQL: status, start or stop",
@@ -163,16 +188,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--json", action="store_true")
     p.add_argument("--force", action="store_true", help="stop even while studies on it have RUNNING trials")
     p.set_defaults(func=cmd_storage)
-
-
-def add_ray(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--ray-address",
-        default=None,
-        metavar="ADDR",
-        help="Ray cluster to attach to (env RAY_ADDRESS); default: a local Ray",
-    )
-    p.add_argument("--num-cpus", type=POSITIVE, default=None, help="CPUs of the local Ray (default: all)")
 
 
 def cmd_spaces(args: argparse.Namespace) -> int:

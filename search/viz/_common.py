@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from emotune.features._errors import EmotuneError
+from emotune.features import EmotuneError
 
 DPI = 100
 

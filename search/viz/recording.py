@@ -80,7 +80,7 @@ def analyse(path: str | os.PathLike[str]) -> Recording:
     Raises:
         AudioError: the file is no usable audio (one line).
     """
-    from emotune.features._audio import read_audio
+    from emotune.features import read_audio
     from emotune.features._sets import _Analysis, feature_params
 
     p = feature_params("mfcc_seq")

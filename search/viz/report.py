@@ -227,8 +227,7 @@ def study_section(url: str, name: str) -> Section:
     import optuna
     from optuna.visualization import matplotlib as ovm
 
-    from emotune.search._search import load_oof, open_study
-    from emotune.search.vote._ensemble import metrics as score_metrics
+    from emotune.search._search import open_study
 
     study, spec, data = open_study(url, name)
     trials = study.get_trials(deepcopy=False)
@@ -279,34 +278,40 @@ def study_section(url: str, name: str) -> Section:
         steps_png(trials, f"{name}: how far finished trials got"), f"pruned and complete trials of {name}"
     )
 
-    oof = load_oof(url, name, best.number)
+    _add_out_of_fold(sec, url, name, best.number, spec, data)
+    return sec
+
+
+def _add_out_of_fold(sec: Section, url: str, name: str, number: int, spec: Any, data: Any) -> None:
+    """The best trial's out-of-fold scores, confusion matrix and recall (when its probabilities are stored)."""
+    from emotune.features import scores
+    from emotune.search._search import load_oof
+
+    oof = load_oof(url, name, number)
     y_train = np.array([spec.classes.index(data.labels[i]) for i in data.train_index])
     if oof is not None and oof.shape == (len(y_train), len(spec.classes)):
         pred = oof.argmax(axis=1)
-        m = score_metrics(y_train, pred)
+        m = scores(y_train, pred)
         sec.table(
             ["model", "space", "train acc", "CV acc", "CV UAR", "test acc", "test UAR"],
-            [[f"{name}#{best.number}", spec.space, None, m["accuracy"], m["uar"], None, None]],
+            [[f"{name}#{number}", spec.space, None, m["accuracy"], m["uar"], None, None]],
             "train / CV / test (CV: pooled out-of-fold predictions; train and test come with `emotune ensemble`)",
         )
         from sklearn.metrics import confusion_matrix
 
         cm = confusion_matrix(y_train, pred, labels=range(len(spec.classes)))
         sec.image(
-            confusion_png(
-                cm, spec.classes, f"{name}#{best.number}: out-of-fold on {len(y_train)} training files"
-            ),
+            confusion_png(cm, spec.classes, f"{name}#{number}: out-of-fold on {len(y_train)} training files"),
             f"confusion matrix of {name}",
         )
         sec.image(
             recall_png(
-                {f"{name}#{best.number}": recall_of(cm)},
+                {f"{name}#{number}": recall_of(cm)},
                 spec.classes,
                 f"{name}: out-of-fold recall per class",
             ),
             f"per-class recall of {name}",
         )
-    return sec
 
 
 def _importances_axes(study: Any) -> Any:
@@ -429,25 +434,8 @@ def _label(row: Mapping[str, Any]) -> str:
     return str(row["model"]) + (" (speaker-normalised)" if row.get("speaker_norm") is True else "")
 
 
-def evaluation_sections(doc: Mapping[str, Any]) -> list[Section]:
-    """The page's sections for an ``evaluate --json`` document."""
-    st = doc.get("settings", {})
-    summary = doc.get("summary", [])
-    folds = doc.get("folds", [])
-    sec = Section("nested evaluation")
-    sec.text(
-        f"{st.get('files')} files, {st.get('speakers')} speakers; spaces {', '.join(st.get('spaces', []))}; "
-        f"{st.get('outer_folds')} outer folds ({st.get('protocol')}), inner {st.get('inner_folds')}-fold CV, "
-        f"up to {st.get('trials')} trials per search, metric {st.get('metric')}, target {st.get('target')}."
-    )
-    sec.table(
-        ["model", "folds", "test acc mean", "test acc std", "test UAR mean", "test UAR std"],
-        [
-            [_label(s), s["folds"], s["accuracy_mean"], s["accuracy_std"], s["uar_mean"], s["uar_std"]]
-            for s in summary
-        ],
-        "test scores over outer folds",
-    )
+def _scores_png(summary: Sequence[Mapping[str, Any]], folds: Sequence[Mapping[str, Any]]) -> bytes:
+    """Bars of each model's test accuracy and UAR (mean ± std over outer folds), each fold's UAR as a dot."""
     models = [_label(s) for s in summary]
     fig = figure(*WIDE)
     ax = fig.add_subplot()
@@ -471,7 +459,29 @@ def evaluation_sections(doc: Mapping[str, Any]) -> list[Section]:
     )
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
-    sec.image(png_bytes(fig), "test scores per model")
+    return png_bytes(fig)
+
+
+def evaluation_sections(doc: Mapping[str, Any]) -> list[Section]:
+    """The page's sections for an ``evaluate --json`` document."""
+    st = doc.get("settings", {})
+    summary = doc.get("summary", [])
+    folds = doc.get("folds", [])
+    sec = Section("nested evaluation")
+    sec.text(
+        f"{st.get('files')} files, {st.get('speakers')} speakers; spaces {', '.join(st.get('spaces', []))}; "
+        f"{st.get('outer_folds')} outer folds ({st.get('protocol')}), inner {st.get('inner_folds')}-fold CV, "
+        f"up to {st.get('trials')} trials per search, metric {st.get('metric')}, target {st.get('target')}."
+    )
+    sec.table(
+        ["model", "folds", "test acc mean", "test acc std", "test UAR mean", "test UAR std"],
+        [
+            [_label(s), s["folds"], s["accuracy_mean"], s["accuracy_std"], s["uar_mean"], s["uar_std"]]
+            for s in summary
+        ],
+        "test scores over outer folds",
+    )
+    sec.image(_scores_png(summary, folds), "test scores per model")
     table = []
     for f in folds:
         for r in f["rows"]:

@@ -20,13 +20,17 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from emotune.features._errors import EmotuneError
+from emotune.features import EmotuneError, scores
 from emotune.search._study import StudyData, StudySpec
 from emotune.search.vote._stack import VOTERS, StackedVoter, VoterChoice, choose_voter, fit_meta
+from emotune.search.vote._table import _cm_title, confusion_png
+
+if TYPE_CHECKING:
+    from emotune.search.vote._voter import Selection
 
 DEFAULT_TOP_K = 3
 DEFAULT_ITERATIONS = 50
@@ -228,7 +232,7 @@ def load_inputs(
     cache_dir: str | Path | None = None,
 ) -> dict[str, np.ndarray]:
     """Every input's feature matrix over all rows of the (shared) dataset, in study row order."""
-    from emotune.search._search import load_arrays
+    from emotune.search._data import load_arrays
 
     by_study = {o.name: o for o in opened}
     arrays: dict[str, np.ndarray] = {}
@@ -250,7 +254,7 @@ def training_stats(
     ``predict`` normalises a file with these when its speaker cannot be named or has fewer than
     five files in the call.
     """
-    from emotune.search._search import load_arrays
+    from emotune.search._data import load_arrays
 
     raw = load_arrays(dataclasses.replace(spec, speaker_norm=False), data, cache_dir=cache_dir)[rows]
     return pooled_stats(raw)
@@ -276,17 +280,6 @@ def pooled_stats(X: np.ndarray) -> dict[str, Any]:
 def build_member(c: Candidate, n_classes: int) -> Any:
     """A fresh, unfitted estimator of a candidate."""
     return space_module(c.spec).build(c.params, seed=c.spec.seed, n_classes=n_classes)
-
-
-def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """Accuracy and UAR (a class predicted but absent from ``y_true`` is not a warning here)."""
-    import warnings
-
-    from emotune.search._objective import score
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
-        return {"accuracy": score("accuracy", y_true, y_pred), "uar": score("uar", y_true, y_pred)}
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -332,21 +325,84 @@ def fit_and_score(
     cross-validation on the out-of-fold rows (:func:`~emotune.search.vote._stack.choose_voter`) unless
     ``voter_kind`` names one; without, the voter is greedy.
     """
-    from emotune.search._objective import aligned_proba, captured_warnings, summarize_warnings
-    from emotune.search.vote._voter import SoftVoter, blend, greedy_selection
+    from emotune.search._objective import captured_warnings, summarize_warnings
+    from emotune.search.vote._voter import greedy_selection
 
     say = say or (lambda m: _say(m, progress))
-    n_classes = len(classes)
-    code = {c: i for i, c in enumerate(classes)}
-    # A test label the training part lacks (possible in nested evaluation) is -1: never predicted.
-    y_all = np.array([code.get(v, -1) for v in labels], dtype=np.int64)
-    y_train, y_test = y_all[train], y_all[test]
-    if (y_train < 0).any():
-        raise EnsembleError("a training label is missing from the class list")
-    labels_arr = np.asarray(labels)
+    split = _Split.of(arrays, labels, classes, train, test)
+    sel = greedy_selection([c.oof for c in candidates], split.y_train, metric=metric, iterations=iterations)
+    choice = _choose(candidates, split.y_train, folds, metric=metric, iterations=iterations, kind=voter_kind)
+    voter, chosen = _unfitted_voter(candidates, sel, choice, classes, split.y_train, metric=metric, say=say)
+    keys = sorted({candidates[i].key for i in chosen})
+    t0 = time.perf_counter()
+    say(f"refitting {len(chosen)} member(s) on {len(train)} training files ...")
+    with captured_warnings() as caught:
+        voter.fit(split.inputs(keys, train), np.asarray(labels)[train])
+    say(f"refit in {time.perf_counter() - t0:.1f} s")
+    if caught:
+        say("library warnings while refitting: " + "; ".join(summarize_warnings(caught, most=2)))
 
-    sel = greedy_selection([c.oof for c in candidates], y_train, metric=metric, iterations=iterations)
-    choice = _choose(candidates, y_train, folds, metric=metric, iterations=iterations, kind=voter_kind)
+    # Member probabilities on train/test: the voter's own members, plus each study's best if unchosen.
+    fitted: dict[int, tuple[Any, str]] = {
+        i: (est, candidates[i].key) for i, est in zip(chosen, voter.estimators_, strict=True)
+    }
+    if refit_best_of_each_study:
+        fitted |= _refit_unchosen_bests(candidates, chosen, split, say)
+    rows = [
+        _member_row(i, c, fitted.get(i), split, weight=float(sel.weights[i]) if choice.kind == "greedy" else float(i in chosen))
+        for i, c in enumerate(candidates)
+    ]  # fmt: skip
+    vrow, conf, test_proba = _voter_row(voter, keys, candidates, chosen, sel, choice, split)
+    rows.append(vrow)
+    return Fitted(voter, sel, rows, conf, test_proba, chosen, choice)
+
+
+@dataclass
+class _Split:
+    """The rows an ensemble is fitted (``train``) and tested (``test``, may be empty) on."""
+
+    arrays: Mapping[str, np.ndarray]
+    train: np.ndarray
+    test: np.ndarray
+    y_train: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+
+    @classmethod
+    def of(
+        cls,
+        arrays: Mapping[str, np.ndarray],
+        labels: Sequence[str],
+        classes: Sequence[str],
+        train: np.ndarray,
+        test: np.ndarray,
+    ) -> _Split:
+        code = {c: i for i, c in enumerate(classes)}
+        # A test label the training part lacks (possible in nested evaluation) is -1: never predicted.
+        y_all = np.array([code.get(v, -1) for v in labels], dtype=np.int64)
+        if (y_all[train] < 0).any():
+            raise EnsembleError("a training label is missing from the class list")
+        return cls(arrays, train, test, y_all[train], y_all[test], len(classes))
+
+    def inputs(self, keys: Sequence[str], rows: np.ndarray) -> dict[str, np.ndarray]:
+        """The voter's input: each feature input's matrix at ``rows``."""
+        return {k: self.arrays[k][rows] for k in keys}
+
+
+def _unfitted_voter(
+    candidates: Sequence[Candidate],
+    sel: Selection,
+    choice: VoterChoice,
+    classes: Sequence[str],
+    y_train: np.ndarray,
+    *,
+    metric: str,
+    say: Callable[[str], None],
+) -> tuple[Any, list[int]]:
+    """The chosen voter, its members not fitted yet, and the candidates it holds (indices, in order)."""
+    from emotune.search.vote._voter import SoftVoter
+
+    n_classes = len(classes)
     if choice.kind == "stacked":
         chosen = list(range(len(candidates)))
         say(
@@ -358,82 +414,100 @@ def fit_and_score(
         voter: SoftVoter = StackedVoter(
             members, meta=meta, inputs=[candidates[i].key for i in chosen], classes=list(classes)
         )
-    else:
-        chosen = [i for i in range(len(candidates)) if sel.counts[i] > 0]
-        say(
-            "weights chosen on out-of-fold probabilities: "
-            + ", ".join(f"{candidates[i].name}={sel.weights[i]:.2f}" for i in chosen)
-            + f" (out-of-fold {metric} {sel.score:.4f}; best member {sel.member_scores[sel.best_member]:.4f})"
-            + (
-                f"; cross-validated: {', '.join(f'{k} {v:.4f}' for k, v in choice.cv_scores.items())}"
-                if choice.cv_scores
-                else ""
-            )
+        return voter, chosen
+    chosen = [i for i in range(len(candidates)) if sel.counts[i] > 0]
+    say(
+        "weights chosen on out-of-fold probabilities: "
+        + ", ".join(f"{candidates[i].name}={sel.weights[i]:.2f}" for i in chosen)
+        + f" (out-of-fold {metric} {sel.score:.4f}; best member {sel.member_scores[sel.best_member]:.4f})"
+        + (
+            f"; cross-validated: {', '.join(f'{k} {v:.4f}' for k, v in choice.cv_scores.items())}"
+            if choice.cv_scores
+            else ""
         )
-        voter = SoftVoter(
-            [(candidates[i].name, build_member(candidates[i], n_classes)) for i in chosen],
-            weights=[int(sel.counts[i]) for i in chosen],
-            inputs=[candidates[i].key for i in chosen],
-            classes=list(classes),
-        )
-    keys = sorted({candidates[i].key for i in chosen})
-    t0 = time.perf_counter()
-    say(f"refitting {len(chosen)} member(s) on {len(train)} training files ...")
-    with captured_warnings() as caught:
-        voter.fit({k: arrays[k][train] for k in keys}, labels_arr[train])
-    say(f"refit in {time.perf_counter() - t0:.1f} s")
-    if caught:
-        say("library warnings while refitting: " + "; ".join(summarize_warnings(caught, most=2)))
+    )
+    voter = SoftVoter(
+        [(candidates[i].name, build_member(candidates[i], n_classes)) for i in chosen],
+        weights=[int(sel.counts[i]) for i in chosen],
+        inputs=[candidates[i].key for i in chosen],
+        classes=list(classes),
+    )
+    return voter, chosen
 
-    # Member probabilities on train/test: the voter's own members, plus each study's best if unchosen.
-    fitted: dict[int, tuple[Any, str]] = {
-        i: (est, candidates[i].key) for i, est in zip(chosen, voter.estimators_, strict=True)
-    }
-    if refit_best_of_each_study:
-        best_of: dict[str, int] = {}
-        for i, c in enumerate(candidates):
-            if c.study not in best_of or c.value > candidates[best_of[c.study]].value:
-                best_of[c.study] = i
-        for i in sorted(set(best_of.values()) - set(chosen)):
-            c = candidates[i]
-            say(f"refitting {c.name} (its study's best, not chosen) for the table ...")
-            with captured_warnings():
-                est = build_member(c, n_classes).fit(arrays[c.key][train], y_train)
-            fitted[i] = (est, c.key)
 
-    rows: list[dict[str, Any]] = []
+def _refit_unchosen_bests(
+    candidates: Sequence[Candidate], chosen: Sequence[int], split: _Split, say: Callable[[str], None]
+) -> dict[int, tuple[Any, str]]:
+    """Each study's best candidate that the voter does not hold, fitted on the training rows (for the table)."""
+    from emotune.search._objective import captured_warnings
+
+    best_of: dict[str, int] = {}
     for i, c in enumerate(candidates):
-        cv = metrics(y_train, c.oof.argmax(axis=1))
-        row: dict[str, Any] = {
-            "member": c.name,
-            "study": c.study,
-            "trial": c.trial,
-            "space": c.spec.space,
-            "feature_set": c.spec.feature_set,
-            "weight": float(sel.weights[i]) if choice.kind == "greedy" else float(i in chosen),
-            "cv_accuracy": cv["accuracy"],
-            "cv_uar": cv["uar"],
-            "train_accuracy": None,
-            "test_accuracy": None,
-            "test_uar": None,
-        }
-        if i in fitted:
-            est, key = fitted[i]
-            row["train_accuracy"] = metrics(
-                y_train, aligned_proba(est, arrays[key][train], n_classes).argmax(1)
-            )["accuracy"]
-            if len(test):
-                pred_i = aligned_proba(est, arrays[key][test], n_classes).argmax(1)
-                m = metrics(y_test, pred_i)
-                row["test_accuracy"], row["test_uar"] = m["accuracy"], m["uar"]
-                row["test_confusion"] = confusion(y_test[y_test >= 0], pred_i[y_test >= 0], n_classes)
-        rows.append(row)
+        if c.study not in best_of or c.value > candidates[best_of[c.study]].value:
+            best_of[c.study] = i
+    fitted: dict[int, tuple[Any, str]] = {}
+    for i in sorted(set(best_of.values()) - set(chosen)):
+        c = candidates[i]
+        say(f"refitting {c.name} (its study's best, not chosen) for the table ...")
+        with captured_warnings():
+            est = build_member(c, split.n_classes).fit(split.arrays[c.key][split.train], split.y_train)
+        fitted[i] = (est, c.key)
+    return fitted
+
+
+def _member_row(
+    i: int, c: Candidate, fitted: tuple[Any, str] | None, split: _Split, *, weight: float
+) -> dict[str, Any]:
+    """A candidate's row of the table: out-of-fold scores; train and test scores when it was fitted."""
+    from emotune.search._objective import aligned_proba
+
+    cv = scores(split.y_train, c.oof.argmax(axis=1))
+    row: dict[str, Any] = {
+        "member": c.name,
+        "study": c.study,
+        "trial": c.trial,
+        "space": c.spec.space,
+        "feature_set": c.spec.feature_set,
+        "weight": weight,
+        "cv_accuracy": cv["accuracy"],
+        "cv_uar": cv["uar"],
+        "train_accuracy": None,
+        "test_accuracy": None,
+        "test_uar": None,
+    }
+    if fitted is None:
+        return row
+    est, key = fitted
+    X = split.arrays[key]
+    row["train_accuracy"] = scores(
+        split.y_train, aligned_proba(est, X[split.train], split.n_classes).argmax(1)
+    )["accuracy"]
+    if len(split.test):
+        pred = aligned_proba(est, X[split.test], split.n_classes).argmax(1)
+        m = scores(split.y_test, pred)
+        row["test_accuracy"], row["test_uar"] = m["accuracy"], m["uar"]
+        known = split.y_test >= 0
+        row["test_confusion"] = confusion(split.y_test[known], pred[known], split.n_classes)
+    return row
+
+
+def _voter_row(
+    voter: Any,
+    keys: Sequence[str],
+    candidates: Sequence[Candidate],
+    chosen: Sequence[int],
+    sel: Selection,
+    choice: VoterChoice,
+    split: _Split,
+) -> tuple[dict[str, Any], np.ndarray | None, np.ndarray | None]:
+    """The voter's row of the table, its test confusion matrix and test probabilities (None without test rows)."""
+    from emotune.search.vote._voter import blend
 
     if choice.kind == "stacked" and choice.cv_proba is not None:
-        cv_voter = metrics(y_train, choice.cv_proba.argmax(axis=1))
+        cv_voter = scores(split.y_train, choice.cv_proba.argmax(axis=1))
     else:
-        cv_voter = metrics(y_train, blend([c.oof for c in candidates], sel.weights).argmax(axis=1))
-    train_pred = voter.predict_proba({k: arrays[k][train] for k in keys}).argmax(axis=1)
+        cv_voter = scores(split.y_train, blend([c.oof for c in candidates], sel.weights).argmax(axis=1))
+    train_pred = voter.predict_proba(split.inputs(keys, split.train)).argmax(axis=1)
     vrow: dict[str, Any] = {
         "member": "voter",
         "voter_kind": choice.kind,
@@ -445,21 +519,20 @@ def fit_and_score(
         "weight": 1.0,
         "cv_accuracy": cv_voter["accuracy"],
         "cv_uar": cv_voter["uar"],
-        "train_accuracy": metrics(y_train, train_pred)["accuracy"],
+        "train_accuracy": scores(split.y_train, train_pred)["accuracy"],
         "test_accuracy": None,
         "test_uar": None,
     }
-    conf = test_proba = None
-    if len(test):
-        test_proba = voter.predict_proba({k: arrays[k][test] for k in keys})
-        pred = test_proba.argmax(axis=1)
-        m = metrics(y_test, pred)
-        vrow["test_accuracy"], vrow["test_uar"] = m["accuracy"], m["uar"]
-        known = y_test >= 0
-        conf = confusion(y_test[known], pred[known], n_classes)
-        vrow["test_confusion"] = conf
-    rows.append(vrow)
-    return Fitted(voter, sel, rows, conf, test_proba, chosen, choice)
+    if not len(split.test):
+        return vrow, None, None
+    test_proba = voter.predict_proba(split.inputs(keys, split.test))
+    pred = test_proba.argmax(axis=1)
+    m = scores(split.y_test, pred)
+    vrow["test_accuracy"], vrow["test_uar"] = m["accuracy"], m["uar"]
+    known = split.y_test >= 0
+    conf = confusion(split.y_test[known], pred[known], split.n_classes)
+    vrow["test_confusion"] = conf
+    return vrow, conf, test_proba
 
 
 def _choose(
@@ -545,15 +618,7 @@ def build_ensemble(
         folds=first.data.folds,
         voter_kind=voter_kind,
     )
-    chosen = fit.members
-    used = {candidates[i].key for i in chosen}
-    for key in sorted(used):
-        spec = inputs[key]
-        if spec.speaker_norm:
-            c = next(candidates[i] for i in chosen if candidates[i].key == key)
-            o = next(o for o in opened if o.name == c.study)
-            spec.training_stats = training_stats(c.spec, o.data, train, cache_dir=cache_dir)
-
+    _add_training_stats(opened, candidates, inputs, fit.members, train, cache_dir=cache_dir)
     manifest = make_manifest(
         opened, candidates, inputs, fit, metric=metric, iterations=iterations, versions=library_versions()
     )
@@ -567,18 +632,54 @@ def build_ensemble(
         timings={"total_s": time.perf_counter() - t0},
     )
     if out is not None:
-        files = {_modeldir.VOTER_FILE: voter_bytes(fit.voter), **space_files(manifest)}
-        if fit.confusion is not None:
-            files[_modeldir.CONFUSION_PNG] = confusion_png(
-                fit.confusion, classes, title=_cm_title(fit.rows[-1], len(test))
-            )
-        from emotune.search.viz.report import REPORT_FILE, ensemble_page
-
-        _say(f"drawing {REPORT_FILE} ...", progress)
-        files[REPORT_FILE] = ensemble_page(url, manifest).encode()
-        result.out = _modeldir.write(out, files, manifest, force=force)
+        result.out = _write_model_dir(
+            url, out, fit, manifest, classes, n_test=len(test), force=force, progress=progress
+        )
         result.manifest = json.loads((result.out / _modeldir.MANIFEST).read_text())  # with files + checksum
     return result
+
+
+def _add_training_stats(
+    opened: Sequence[Opened],
+    candidates: Sequence[Candidate],
+    inputs: Mapping[str, Any],
+    chosen: Sequence[int],
+    train: np.ndarray,
+    *,
+    cache_dir: str | Path | None,
+) -> None:
+    """Give each speaker-normalised input the voter uses its training statistics (for predict)."""
+    for key in sorted({candidates[i].key for i in chosen}):
+        spec = inputs[key]
+        if spec.speaker_norm:
+            c = next(candidates[i] for i in chosen if candidates[i].key == key)
+            o = next(o for o in opened if o.name == c.study)
+            spec.training_stats = training_stats(c.spec, o.data, train, cache_dir=cache_dir)
+
+
+def _write_model_dir(
+    url: str,
+    out: str | Path,
+    fit: Fitted,
+    manifest: dict[str, Any],
+    classes: Sequence[str],
+    *,
+    n_test: int,
+    force: bool,
+    progress: bool,
+) -> Path:
+    """Write the model directory: voter, user space copies, confusion matrix, report page, manifest."""
+    from emotune.search.viz.report import REPORT_FILE, ensemble_page
+    from emotune.search.vote import _modeldir
+
+    files = {_modeldir.VOTER_FILE: voter_bytes(fit.voter), **space_files(manifest)}
+    if fit.confusion is not None:
+        files[_modeldir.CONFUSION_PNG] = confusion_png(
+            fit.confusion, list(classes), title=_cm_title(fit.rows[-1], n_test)
+        )
+    _say(f"drawing {REPORT_FILE} ...", progress)
+    files[REPORT_FILE] = ensemble_page(url, manifest).encode()
+    return Path(_modeldir.write(out, files, manifest, force=force))
 
 
 def space_files(manifest: dict[str, Any]) -> dict[str, bytes]:
@@ -695,120 +796,3 @@ def make_manifest(
         "versions": dict(versions),
     }
     return json_clean(doc)
-
-
-# --- reporting ---------------------------------------------------------------------------------
-
-
-def _f(v: Any) -> str:
-    return "-" if v is None else f"{v:.3f}"
-
-
-def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Seed 000's table: per member and for the voter, train / CV / test accuracy, CV and test UAR.
-
-    CV = pooled out-of-fold predictions on the training part (for the voter: its blend of them).
-    """
-    from emotune.search._text import table
-
-    header = ["model", "space", "weight", "train acc", "CV acc", "CV UAR", "test acc", "test UAR"]
-    body = [
-        [
-            r["member"],
-            r["space"],
-            f"{r['weight']:.2f}",
-            _f(r["train_accuracy"]),
-            _f(r["cv_accuracy"]),
-            _f(r["cv_uar"]),
-            _f(r["test_accuracy"]),
-            _f(r["test_uar"]),
-        ]
-        for r in rows
-    ]
-    return table(header, body)
-
-
-def _abbreviations(classes: Sequence[str]) -> list[str]:
-    """Short unique column names: ``surprised_female`` -> ``sur_f``; numbers if they collide."""
-    short = ["_".join(part[: 3 if j == 0 else 1] for j, part in enumerate(c.split("_"))) for c in classes]
-    if len(set(short)) == len(short):
-        return short
-    return [str(i + 1) for i in range(len(classes))]
-
-
-def format_confusion(matrix: np.ndarray, classes: Sequence[str]) -> str:
-    """The confusion matrix as text: rows true classes (full names), columns predicted."""
-    from emotune.search._text import table
-
-    cols = _abbreviations(classes)
-    header = ["true \\ predicted", *cols]
-    body = [[c, *[str(v) for v in row]] for c, row in zip(classes, matrix.tolist(), strict=True)]
-    return table(header, body)
-
-
-def _cm_title(voter_row: Mapping[str, Any], n_test: int) -> str:
-    return (
-        f"voter on {n_test} test files: accuracy {voter_row['test_accuracy']:.3f}, "
-        f"UAR {voter_row['test_uar']:.3f}"
-    )
-
-
-def confusion_png(matrix: np.ndarray, classes: Sequence[str], *, title: str) -> bytes:
-    """The confusion matrix as a PNG (matplotlib, Agg backend), counts in every cell."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    from matplotlib.figure import Figure
-
-    n = len(classes)
-    size = max(4.5, 0.55 * n + 2.5)
-    fig = Figure(figsize=(size, size * 0.9), dpi=100)
-    ax = fig.add_subplot()
-    im = ax.imshow(matrix, cmap="Blues", vmin=0)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    ax.set_xticks(range(n), labels=list(classes), rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(n), labels=list(classes), fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
-    top = matrix.max() if matrix.size else 0
-    for (r, c), v in np.ndenumerate(matrix):
-        ax.text(c, r, str(v), ha="center", va="center", fontsize=7, color="white" if v > top / 2 else "black")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    return buf.getvalue()
-
-
-def _voter_line(m: Mapping[str, Any]) -> str:
-    sel, voter = m["selection"], m.get("voter") or {"kind": "greedy"}
-    cv = ", ".join(f"{k} {v:.4f}" for k, v in voter.get("cv_scores", {}).items())
-    if voter["kind"] == "stacked":
-        return (
-            f"voter: stacked (multinomial logistic regression, C={voter['meta_C']:g}, on the members' "
-            f"out-of-fold log-probabilities), chosen by cross-validation on out-of-fold {m['metric']}: {cv}"
-        )
-    return (
-        f"weights: greedy selection with replacement on out-of-fold {m['metric']} "
-        f"({sel['oof_score']:.4f}, best single member {sel['best_member_oof_score']:.4f})"
-        + (f"; chosen over stacking by cross-validation: {cv}" if cv else "")
-    )
-
-
-def describe(result: EnsembleResult) -> str:
-    """The text report of an ensemble: the table, the confusion matrix and where it was written."""
-    m = result.manifest
-    lines = [
-        f"ensemble of {len(m['studies'])} studies ({', '.join(m['studies'])}): target {m['target']} "
-        f"({len(m['classes'])} classes), protocol {m['protocol']}, {m['n_train']} training / {m['n_test']} test files"
-        + (f" (test speakers {', '.join(m['test_speakers'])})" if m["protocol"] == "actor" else ""),
-        _voter_line(m),
-        "",
-        format_table(result.rows),
-    ]
-    if result.confusion is not None:
-        lines += ["", "confusion matrix of the voter on the test files (rows: true, columns: predicted):", ""]
-        lines.append(format_confusion(result.confusion, result.classes))
-    if result.out is not None:
-        lines += ["", f"wrote {result.out}: manifest.json, {', '.join(sorted(m.get('files', {})))}"]
-    return "\n".join(lines)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from emotune.features._errors import EmotuneError
+from emotune.features import EmotuneError
 
 DEFAULT_SPACES = ("logreg", "svm", "mlp")
 DEFAULT_OUTER_FOLDS = 4
@@ -195,8 +195,47 @@ def evaluate(
     plan = _plan(data, spaces, features, target=target, protocol=protocol, outer=outer, seed=seed,
                  corpus=corpus, labels=labels, cache_dir=cache_dir, ray_address=ray_address,
                  num_cpus=num_cpus, progress=progress)  # fmt: skip
+    settings = _settings(
+        plan, conditions, target=target, protocol=protocol, metric=metric, seed=seed, inner=inner,
+        trials=trials, timeout=timeout, workers=workers, top_k=top_k, voter=voter,
+    )  # fmt: skip
+    _announce(plan, conditions, protocol=protocol, metric=metric, inner=inner, trials=trials, timeout=timeout,
+              workers=workers, top_k=top_k, voter=voter, progress=progress)  # fmt: skip
+    arrays = {
+        (name, sn): plan.arrays(name, sn)
+        for m, sets in zip(plan.modules, plan.sets, strict=True)
+        for name in sets
+        for sn in conditions
+    }
+    result = EvaluateResult(settings)
+    run_id = uuid.uuid4().hex[:8]
+    opts: dict[str, Any] = {"trials": trials, "timeout": timeout, "workers": workers, "top_k": top_k, "metric": metric,
+            "inner": inner, "voter": voter, "ray_address": ray_address, "num_cpus": num_cpus,
+            "progress": progress}  # fmt: skip
+    for f, test_idx in enumerate(plan.tests):
+        result.folds.append(_outer_fold(plan, url, f, test_idx, arrays, conditions, run_id, opts))
+    result.settings["seconds"] = round(time.perf_counter() - t_start, 1)
+    return result
+
+
+def _settings(
+    plan: _Plan,
+    conditions: list[bool],
+    *,
+    target: str,
+    protocol: str,
+    metric: str,
+    seed: int,
+    inner: int,
+    trials: int,
+    timeout: float | None,
+    workers: int,
+    top_k: int,
+    voter: str,
+) -> dict[str, Any]:
+    """The evaluation's settings, as its result reports them."""
     k = len(plan.tests)
-    settings: dict[str, Any] = {
+    return {
         "data": plan.roots,
         "files": len(plan.rows),
         "speakers": len(set(plan.groups)),
@@ -215,6 +254,24 @@ def evaluate(
         "voter": voter,
         "speaker_norm": conditions[0] if len(conditions) == 1 else "both",
     }
+
+
+def _announce(
+    plan: _Plan,
+    conditions: list[bool],
+    *,
+    protocol: str,
+    metric: str,
+    inner: int,
+    trials: int,
+    timeout: float | None,
+    workers: int,
+    top_k: int,
+    voter: str,
+    progress: bool,
+) -> None:
+    """Say on stderr what the evaluation is about to run."""
+    k = len(plan.tests)
     _say(
         f"nested evaluation: {k} outer folds ({'held-out speakers' if protocol == 'actor' else 'stratified files'}) x "
         f"spaces {', '.join(m.NAME for m in plan.modules)}: up to {trials} trials per search"
@@ -229,44 +286,44 @@ def evaluate(
             "test speakers included (it needs several recordings of every new speaker at prediction time)",
             progress,
         )
-    arrays = {
-        (name, sn): plan.arrays(name, sn)
-        for m, sets in zip(plan.modules, plan.sets, strict=True)
-        for name in sets
-        for sn in conditions
-    }
-    result = EvaluateResult(settings)
-    run_id = uuid.uuid4().hex[:8]
-    opts: dict[str, Any] = {"trials": trials, "timeout": timeout, "workers": workers, "top_k": top_k, "metric": metric,
-            "inner": inner, "voter": voter, "ray_address": ray_address, "num_cpus": num_cpus,
-            "progress": progress}  # fmt: skip
-    for f, test_idx in enumerate(plan.tests):
-        t0 = time.perf_counter()
-        train_idx = np.setdiff1d(np.arange(len(plan.rows)), test_idx)
-        held = sorted({plan.groups[i] for i in test_idx})
-        _say(
-            f"outer fold {f + 1}/{k}: {len(train_idx)} training files, {len(test_idx)} test files"
-            + (f" (speakers {', '.join(held)})" if protocol == "actor" else ""),
-            progress,
-        )
-        rows_out: list[dict[str, Any]] = []
-        trial_counts: dict[str, dict[str, int]] = {}
-        for sn in conditions:
-            name = f"evaluate-{run_id}-f{f + 1}" + ("-sn" if sn else "")
-            r, counts = _run_fold(plan, url, name, train_idx, test_idx, arrays, sn, **opts)
-            rows_out += r
-            trial_counts.update({f"{s}{'+sn' if sn else ''}": c for s, c in counts.items()})
-        fr = FoldResult(f + 1, held if protocol == "actor" else [], len(train_idx), len(test_idx), rows_out,
-                        trial_counts, time.perf_counter() - t0)  # fmt: skip
-        result.folds.append(fr)
-        done = ", ".join(
-            f"{'normalised' if r['speaker_norm'] else 'plain'} UAR {r['test_uar']:.3f}"
-            for r in rows_out
-            if r["model"] == "voter"
-        )
-        _say(f"outer fold {f + 1}/{k} done in {fr.seconds:.0f} s: voter {done}", progress)
-    result.settings["seconds"] = round(time.perf_counter() - t_start, 1)
-    return result
+
+
+def _outer_fold(
+    plan: _Plan,
+    url: str,
+    f: int,
+    test_idx: np.ndarray,
+    arrays: dict[tuple[str, bool], np.ndarray],
+    conditions: list[bool],
+    run_id: str,
+    opts: dict[str, Any],
+) -> FoldResult:
+    """Outer fold ``f``: search, ensemble and test under every normalisation condition."""
+    k, protocol, progress = len(plan.tests), plan.protocol, opts["progress"]
+    t0 = time.perf_counter()
+    train_idx = np.setdiff1d(np.arange(len(plan.rows)), test_idx)
+    held = sorted({plan.groups[i] for i in test_idx})
+    _say(
+        f"outer fold {f + 1}/{k}: {len(train_idx)} training files, {len(test_idx)} test files"
+        + (f" (speakers {', '.join(held)})" if protocol == "actor" else ""),
+        progress,
+    )
+    rows_out: list[dict[str, Any]] = []
+    trial_counts: dict[str, dict[str, int]] = {}
+    for sn in conditions:
+        name = f"evaluate-{run_id}-f{f + 1}" + ("-sn" if sn else "")
+        r, counts = _run_fold(plan, url, name, train_idx, test_idx, arrays, sn, **opts)
+        rows_out += r
+        trial_counts.update({f"{s}{'+sn' if sn else ''}": c for s, c in counts.items()})
+    fr = FoldResult(f + 1, held if protocol == "actor" else [], len(train_idx), len(test_idx), rows_out,
+                    trial_counts, time.perf_counter() - t0)  # fmt: skip
+    done = ", ".join(
+        f"{'normalised' if r['speaker_norm'] else 'plain'} UAR {r['test_uar']:.3f}"
+        for r in rows_out
+        if r["model"] == "voter"
+    )
+    _say(f"outer fold {f + 1}/{k} done in {fr.seconds:.0f} s: voter {done}", progress)
+    return fr
 
 
 def _conditions(speaker_norm: bool | str) -> list[bool]:
@@ -330,12 +387,10 @@ class _Plan:
     def arrays(self, feature_set: str, sn: bool) -> np.ndarray:
         """One feature set over every row, once (slices feed the folds)."""
         from emotune.features import default_params
-        from emotune.search._search import load_arrays
-        from emotune.search._study import StudySpec
+        from emotune.search._data import feature_matrix
 
-        spec = StudySpec(space="-", feature_set=feature_set, feature_params=default_params(feature_set),
-                         target=self.target, speaker_norm=sn)  # fmt: skip
-        return load_arrays(spec, self.study_data(np.arange(len(self.rows)), []), cache_dir=self.cache_dir)
+        return feature_matrix(self.rows, self.hashes, default_params(feature_set), target=self.target,
+                              speaker_norm=sn, cache_dir=self.cache_dir)  # fmt: skip
 
 
 def _plan(
@@ -355,8 +410,8 @@ def _plan(
     progress: bool,
 ) -> _Plan:
     """Check the settings, scan and label the data, build its features, make the outer folds."""
-    from emotune.features import build, default_params, label_of, scan
-    from emotune.search import _search
+    from emotune.features import default_params, label_of
+    from emotune.search._data import build_features, feature_sets, labelled_rows, load_space
     from emotune.search._study import PROTOCOLS
 
     if protocol not in PROTOCOLS:
@@ -365,26 +420,21 @@ def _plan(
         raise EvaluateError(f"--outer-folds {outer} must be at least 2")
     if not spaces:
         raise EvaluateError("--spaces: give at least one space")
-    modules = [_search._load_space(s) for s in spaces]
+    modules = [load_space(s) for s in spaces]
     if len({m.NAME for m in modules}) != len(modules):
         raise EvaluateError(f"--spaces {','.join(spaces)}: a space is given twice")
-    sets = [_search.feature_sets(m, features) for m in modules]
+    sets = [feature_sets(m, features) for m in modules]
     for d in data:
         if not Path(d).exists():
             raise EvaluateError(f"{d}: no such file or folder")
     params = {name: default_params(name) for s in sets for name in s}
 
-    scanned = scan([str(d) for d in data], corpus=corpus, labels=labels)
-    rows = [r for r in scanned.rows if label_of(r, target) is not None]
-    if not rows:
-        raise EvaluateError(f"no file under {', '.join(map(str, data))} has a label under --target {target}")
+    rows = labelled_rows(data, target=target, corpus=corpus, labels=labels)
     _say(f"{len(rows)} labelled files; building features ({', '.join(params)}) ...", progress)
-    report = build(rows, params=list(params.values()), cache_dir=cache_dir, ray_address=ray_address,
-                   num_cpus=num_cpus, progress=progress)  # fmt: skip
-    failed = {f["path"] for f in report.failed}
-    rows = [r for r in rows if r.path not in failed]
-    rows = sorted(rows, key=lambda r: (report.hashes[r.path], r.path))
-    hashes = [report.hashes[r.path] for r in rows]
+    rows, hashes = build_features(rows, list(params.values()), cache_dir=cache_dir, ray_address=ray_address,
+                                  num_cpus=num_cpus, progress=progress)  # fmt: skip
+    order = sorted(range(len(rows)), key=lambda i: (hashes[i], rows[i].path))  # independent of scan order
+    rows, hashes = [rows[i] for i in order], [hashes[i] for i in order]
     labels_ = [str(label_of(r, target)) for r in rows]
     groups = [r.speaker for r in rows]
     n_speakers = len(set(groups))
@@ -429,12 +479,13 @@ def _run_fold(
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
     """One outer fold under one normalisation: search every space on the training rows, ensemble, test."""
     from emotune.search import _search
+    from emotune.search._data import class_order, trial_data_from
     from emotune.search._study import dataset_digest, make_folds
 
     tr_rows = [plan.rows[i] for i in train_idx]
     tr_labels = [plan.labels[i] for i in train_idx]
     tr_groups = [plan.groups[i] for i in train_idx]
-    classes = sorted(set(tr_labels), key=_search._class_order(plan.target, tr_rows))
+    classes = sorted(set(tr_labels), key=class_order(plan.target, tr_rows))
     folds = make_folds(tr_labels, tr_groups, protocol=plan.protocol, folds=inner, seed=plan.seed, quiet=True)
     sdata = plan.study_data(train_idx, folds)
     digest = dataset_digest(sdata.hashes, sdata.labels, tr_groups)
@@ -446,9 +497,7 @@ def _run_fold(
             spec = dataclasses.replace(plan.spec(i, sn, inner, metric), classes=classes, dataset_sha=digest)
             names.append(name)
             _search.create_or_check(url, name, spec, sdata)
-            tdata = _search.trial_data_from(
-                spec, sdata, {s: arrays[(s, sn)][train_idx] for s in plan.sets[i]}
-            )
+            tdata = trial_data_from(spec, sdata, {s: arrays[(s, sn)][train_idx] for s in plan.sets[i]})
             prep = _search.Prepared(name, url, m, spec, sdata, tdata, True)
             summary = _search.run(prep, n_trials=trials, workers=workers, ray_address=ray_address,
                                   num_cpus=num_cpus, timeout=timeout, progress=progress)  # fmt: skip

@@ -44,7 +44,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from emotune.features._errors import EmotuneError
+from emotune.features import EmotuneError
 
 MANIFEST = "manifest.json"
 VOTER_FILE = "voter.joblib"

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from emotune.features._errors import EmotuneError
+from emotune.features import EmotuneError
 
 MIN_SPEAKER_FILES = 5
 
@@ -233,7 +233,6 @@ def predict(
         ModelDirError: the model directory is refused (checksums, files, feature version).
         PredictError: ``window`` is not positive.
     """
-    from emotune.features import AudioError, FeatureError
     from emotune.search.vote._modeldir import load
 
     if window is not None and not window > 0:
@@ -245,6 +244,40 @@ def predict(
     report = on_error or (lambda p, r: None)
     for p, r in errors:
         report(p, r)
+
+    good, spans, parts = _extract_all(
+        files, inputs, window=window, progress=progress, errors=errors, report=report
+    )
+    if not good:
+        return PredictResult([], errors, manifest)
+
+    owners = np.concatenate([np.full(len(sp), i) for i, sp in enumerate(spans)])
+    arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    speakers = speakers_of(good)
+    modes = normalize_inputs(arrays, owners, good, inputs, speakers)
+    proba = voter.predict_proba(arrays)
+    out = [
+        _prediction(f, proba[owners == i], spans[i] if window else None, classes, modes[i], speakers.get(f))
+        for i, f in enumerate(good)
+    ]
+    return PredictResult(out, errors, manifest)
+
+
+def _extract_all(
+    files: Sequence[str],
+    inputs: dict[str, Any],
+    *,
+    window: float | None,
+    progress: bool,
+    errors: list[tuple[str, str]],
+    report: Callable[[str, str], None],
+) -> tuple[list[str], list[list[tuple[float, float]]], dict[str, list[np.ndarray]]]:
+    """Each file's features for every input (and its windows' spans); a file that fails joins ``errors``.
+
+    Returns:
+        The files that worked, their spans, and per input the feature rows of each of them.
+    """
+    from emotune.features import AudioError, FeatureError
 
     iterator: Any = files
     if progress and len(files) > 1:
@@ -266,41 +299,38 @@ def predict(
         spans.append(sp)
         for k in inputs:
             parts[k].append(feats[k])
-    if not good:
-        return PredictResult([], errors, manifest)
+    return good, spans, parts
 
-    owners = np.concatenate([np.full(len(sp), i) for i, sp in enumerate(spans)])
-    arrays = {k: np.concatenate(v) for k, v in parts.items()}
-    speakers = speakers_of(good)
-    modes = normalize_inputs(arrays, owners, good, inputs, speakers)
-    proba = voter.predict_proba(arrays)
 
-    out: list[Prediction] = []
-    for i, f in enumerate(good):
-        rows = proba[owners == i]
-        mean = rows.mean(axis=0)
-        windows = None
-        if window:
-            windows = [
-                {
-                    "start": round(a, 3),
-                    "end": round(b, 3),
-                    "label": classes[int(np.argmax(r))],
-                    "probabilities": dict(zip(classes, map(float, r), strict=True)),
-                }
-                for (a, b), r in zip(spans[i], rows, strict=True)
-            ]
-        out.append(
-            Prediction(
-                path=f,
-                label=classes[int(np.argmax(mean))],
-                probabilities=dict(zip(classes, map(float, mean), strict=True)),
-                speaker_norm=modes[i],
-                speaker=speakers.get(f),
-                windows=windows,
-            )
-        )
-    return PredictResult(out, errors, manifest)
+def _prediction(
+    path: str,
+    rows: np.ndarray,
+    spans: Sequence[tuple[float, float]] | None,
+    classes: Sequence[str],
+    speaker_norm: str,
+    speaker: str | None,
+) -> Prediction:
+    """A file's prediction from its windows' probabilities (one row for a whole file): their mean."""
+    mean = rows.mean(axis=0)
+    windows = None
+    if spans is not None:
+        windows = [
+            {
+                "start": round(a, 3),
+                "end": round(b, 3),
+                "label": classes[int(np.argmax(r))],
+                "probabilities": dict(zip(classes, map(float, r), strict=True)),
+            }
+            for (a, b), r in zip(spans, rows, strict=True)
+        ]
+    return Prediction(
+        path=path,
+        label=classes[int(np.argmax(mean))],
+        probabilities=dict(zip(classes, map(float, mean), strict=True)),
+        speaker_norm=speaker_norm,
+        speaker=speaker,
+        windows=windows,
+    )
 
 
 def format_text(predictions: Sequence[Prediction]) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from emotune.search._objective import score
+from emotune.features import score
 from emotune.search.vote._voter import SoftVoter, blend, greedy_selection
 
 __all__ = ["STACK_C", "VOTERS", "StackedVoter", "VoterChoice", "choose_voter", "fit_meta"]

@@ -16,7 +16,6 @@ computes falls back to the best member if floating-point rounding ever says othe
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +26,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
-from emotune.search._objective import aligned_proba, score
+from emotune.features import log_loss, score
+from emotune.search._objective import aligned_proba
 
 
 def normalize_weights(weights: Sequence[float] | np.ndarray | None, n: int) -> np.ndarray:
@@ -225,15 +225,8 @@ class Selection:
 
 
 def _score(metric: str, y: np.ndarray, proba: np.ndarray) -> float:
-    """The study metric of the argmax of ``proba`` (UAR: classes never true are not warned about)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
-        return score(metric, y, proba.argmax(axis=1))
-
-
-def _log_loss(y: np.ndarray, proba: np.ndarray) -> float:
-    p = proba[np.arange(len(y)), y]
-    return float(-np.mean(np.log(np.clip(p, 1e-15, None))))
+    """The study metric of the argmax of ``proba``."""
+    return score(metric, y, proba.argmax(axis=1))
 
 
 def greedy_selection(
@@ -266,7 +259,7 @@ def greedy_selection(
 
     def rank(p: np.ndarray) -> tuple[float, float]:
         # Log loss rounded, so that float noise of the running sum never counts as an improvement.
-        return _score(metric, y, p), -round(_log_loss(y, p), 9)
+        return _score(metric, y, p), -round(log_loss(y, p), 9)
 
     alone = [rank(p) for p in probas]
     member_scores = [a[0] for a in alone]

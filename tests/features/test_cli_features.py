@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -30,13 +30,16 @@ def test_every_real_file_builds_and_the_warm_rebuild_computes_nothing(
     assert (report["files"], report["built"], report["cached"], report["failed"]) == (489, 489, 0, [])
     assert report["cache"] == str(cache) and report["sets"] == ["classic"] and report["unparsed"] == []
 
-    t = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     warm = run_cli("features", "build", data_dir, "--cache", cache, "--json", check=True)
-    elapsed = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     again = json.loads(warm.stdout)
     assert (again["files"], again["built"], again["cached"], again["failed"]) == (489, 0, 489, [])
     assert "ray_start" not in again["timings"]  # no Ray, no audio read
-    assert elapsed < 5  # about 0.3 s on an idle machine; the benchmark holds the 1 s target
+    # The command's CPU time (other jobs on the machine do not count): ~1 s with Python's start-up; a
+    # warm build that decodes audio again takes tens of seconds. The benchmark holds the 1 s wall target.
+    assert cpu < 5, f"a warm build took {cpu:.1f} s of CPU"
 
 
 def make_bad(folder: Path, data_dir: Path) -> list[str]:

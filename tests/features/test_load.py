@@ -139,9 +139,9 @@ def test_length_outliers_are_dropped_at_load_time(corpus: Path, cache: Path, dat
 def test_loading_is_fast(corpus: Path, cache: Path):
     rows = scan([corpus]).rows
     load(rows, "classic", cache_dir=cache)
-    t = time.perf_counter()
+    t = time.process_time()  # CPU time: other jobs on the machine do not count
     load(rows, "classic", cache_dir=cache)
-    assert time.perf_counter() - t < 0.5
+    assert time.process_time() - t < 0.5
 
 
 def test_speaker_normalize_known_answer():

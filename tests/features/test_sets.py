@@ -60,7 +60,7 @@ def by_name(params: dict[str, Any], values: np.ndarray) -> dict[str, float]:
 
 
 def seed_000_classic(path: Path) -> np.ndarray:
-    """Seed 000's extract_feature(file, mfcc=True, chroma=True, mel=True), verbatim in spirit."""
+    """The 180-means recipe's extract_feature(file, mfcc=True, chroma=True, mel=True), verbatim in spirit."""
     X, sample_rate = librosa.load(path, sr=SR)
     stft = np.abs(librosa.stft(X))
     mfccs = np.mean(librosa.feature.mfcc(y=X, sr=sample_rate, n_mfcc=40).T, axis=0)
@@ -74,7 +74,7 @@ def test_classic_equals_the_seed(data_dir: Path, name: str) -> None:
     """Within 1e-4 relative, block by block.
 
     Both sides compute the same spectrum bit for bit (see test_magnitude_is_librosa_stft) and the
-    same chroma tuning; what differs is float32 summation order: the seed takes a DCT per frame
+    same chroma tuning; what differs is float32 summation order: the recipe takes a DCT per frame
     then the mean, we take the mean then one DCT (equal in exact arithmetic), and the filterbank
     products run through different kernels. Those differences are ~1e-7 of a block's largest value,
     so a coefficient whose mean happens to be near zero (an MFCC of, say, 0.01 next to c0 = -400)
@@ -102,6 +102,7 @@ def test_tuning_estimate_equals_librosa(data_dir: Path, name: str) -> None:
     assert ours == librosa.estimate_tuning(S=magnitude.T, sr=SR, bins_per_octave=12)
 
 
+@settings(deadline=None)  # numba compiles on the first example: seconds on a loaded machine
 @given(st.lists(st.floats(20.0, 8000.0, width=32), min_size=1, max_size=400))
 def test_pitch_tuning_equals_librosa(freqs: list[float]) -> None:
     f = np.array(freqs, dtype=np.float32)
@@ -110,7 +111,7 @@ def test_pitch_tuning_equals_librosa(freqs: list[float]) -> None:
 
 def test_mfcc_seq_is_librosa_mfcc_cut_to_length(data_dir: Path) -> None:
     y = read_audio(data_dir / REAL[1])
-    full = librosa.feature.mfcc(y=y, sr=SR)  # seed 003: 20 coefficients
+    full = librosa.feature.mfcc(y=y, sr=SR)  # the MFCC-sequence recipe: 20 coefficients
     assert full.shape[1] > 100
     (got,) = extract(y, SR, [feature_params("mfcc_seq", frames=100)])
     np.testing.assert_allclose(got, full[:, :100], rtol=1e-4, atol=1e-3)

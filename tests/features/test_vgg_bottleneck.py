@@ -1,7 +1,7 @@
 """The ``vgg16_bottleneck`` feature set: computed by the Ray build, cached under the weights' sha256.
 
 Random-weights VGG16 files (``vgg16_weights_file`` in tests/conftest.py) and small images (32x32; the
-CLI test uses the seed's 224x224 on two files) keep it to seconds on one CPU core.
+CLI test uses VGG16's 224x224 on two files) keep it to seconds on one CPU core.
 """
 
 from __future__ import annotations

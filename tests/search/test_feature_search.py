@@ -9,9 +9,11 @@ import warnings
 import optuna
 import pytest
 
+from emotune.features import score
 from emotune.search import _search
+from emotune.search._data import feature_sets
 from emotune.search._export import delete_study, export_best
-from emotune.search._objective import captured_warnings, score, summarize_warnings
+from emotune.search._objective import captured_warnings, summarize_warnings
 from emotune.search._study import StudyError
 from emotune.search.vote._ensemble import open_studies, top_candidates
 from emotune.spaces import get
@@ -21,14 +23,14 @@ def test_classical_spaces_default_to_the_functionals_and_accept_the_seed_means()
     for name in ("knn", "logreg", "svm", "mlp", "rf", "dtree", "xgb", "lgbm"):
         space = get(name)
         assert space.FEATURES == "functionals" and {"classic", "classic_stats"} <= set(space.ACCEPTS), name
-    assert _search.feature_sets(get("knn"), None) == ["functionals"]
-    assert _search.feature_sets(get("knn"), "classic") == ["classic"]
-    assert _search.feature_sets(get("knn"), "all") == ["functionals", "classic_stats", "classic"]
-    assert _search.feature_sets(get("knn"), "classic, classic_stats") == ["classic", "classic_stats"]
+    assert feature_sets(get("knn"), None) == ["functionals"]
+    assert feature_sets(get("knn"), "classic") == ["classic"]
+    assert feature_sets(get("knn"), "all") == ["functionals", "classic_stats", "classic"]
+    assert feature_sets(get("knn"), "classic, classic_stats") == ["classic", "classic_stats"]
     with pytest.raises(
         StudyError, match=r"--features mfcc_seq: space knn accepts functionals, classic_stats, classic"
     ):
-        _search.feature_sets(get("knn"), "mfcc_seq")
+        feature_sets(get("knn"), "mfcc_seq")
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -47,106 +49,99 @@ def _one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def test_two_workers_finish_exactly_n_and_record_everything(
-    pg_url, study_name, ravdess, feature_cache, search_env
-):
-    proc = _search(
-        "logreg",
-        "--study",
-        study_name,
-        "--data",
-        str(ravdess),
-        "--trials",
-        "8",
-        "--workers",
-        "2",
-        "--storage",
-        pg_url,
-        env=search_env,
-        cache=feature_cache,
-    )
-    assert proc.returncode == 0, proc.stderr
-    study = _study(pg_url, study_name)
+def _search_logreg(name: str, pg_url: str, ravdess: Path, env: dict[str, str], cache: Path):
+    args = ("logreg", "--study", name, "--data", str(ravdess), "--trials", "8", "--workers", "2")
+    return _search(*args, "--storage", pg_url, env=env, cache=cache)
+
+
+@pytest.fixture(scope="module")
+def searched(pg_url, ravdess, feature_cache, search_env) -> Iterator[tuple[str, optuna.Study]]:
+    """One CLI search: logreg, 8 trials, 2 workers, on the four RAVDESS actors; its name and study."""
+    name = f"test-search-{uuid.uuid4().hex[:10]}"
+    proc = _search_logreg(name, pg_url, ravdess, search_env, feature_cache)
+    try:
+        assert proc.returncode == 0, proc.stderr
+        yield name, _study(pg_url, name)
+    finally:
+        if name in optuna.get_all_study_names(normalize_url(pg_url)):
+            optuna.delete_study(study_name=name, storage=normalize_url(pg_url))
+
+
+def test_two_workers_finish_exactly_n_trials(searched):
+    _, study = searched
     counts = _counts(study)
     assert counts["COMPLETE"] + counts["PRUNED"] == 8
     assert counts["RUNNING"] == 0 and counts["WAITING"] == 0
     finished = [t for t in study.trials if t.state in (S.COMPLETE, S.PRUNED)]
     assert len({t.user_attrs["worker"] for t in finished}) == 2, "both workers must do work"
-    attrs = study.user_attrs
+
+
+def test_the_study_records_its_settings(searched):
+    attrs = searched[1].user_attrs
     assert attrs["space"] == "logreg" and attrs["protocol"] == "actor" and attrs["metric"] == "uar"
     assert attrs["feature_set"] == "functionals" and attrs["classes"][0] == "neutral"
-    for t in study.get_trials(states=(S.COMPLETE,)):
+
+
+def test_every_complete_trial_records_its_scores(searched):
+    for t in searched[1].get_trials(states=(S.COMPLETE,)):
         assert 0.0 <= t.user_attrs["uar"] <= 1.0 and 0.0 <= t.user_attrs["accuracy"] <= 1.0
         assert len(t.user_attrs["fold_scores"]) == 3  # 4 actors: 1 held out, 3 folds
         assert t.user_attrs["fit_time_s"] > 0 and "train_score" in t.user_attrs
         assert t.value == pytest.approx(sum(t.user_attrs["fold_scores"]) / 3, abs=1e-5)
 
+
+def test_out_of_fold_probabilities_go_to_the_blob_store(searched, pg_url):
     from emotune.search._search import load_oof, open_study
 
-    _, spec, data = open_study(normalize_url(pg_url), study_name)
+    name, study = searched
+    _, _, data = open_study(normalize_url(pg_url), name)
     assert len(data.test_index) == 60 and len({data.rows[i]["speaker"] for i in data.test_index}) == 1
     best = study.best_trial
-    oof = load_oof(normalize_url(pg_url), study_name, best.number)
+    oof = load_oof(normalize_url(pg_url), name, best.number)
     assert oof is not None and oof.shape == (180, 8)
     assert abs(oof.sum(axis=1) - 1).max() < 1e-4
     assert "oof" not in json.dumps(best.user_attrs)
 
-    # Running it again resumes: the study already holds 8, so nothing more runs.
-    again = _search(
-        "logreg",
-        "--study",
-        study_name,
-        "--data",
-        str(ravdess),
-        "--trials",
-        "8",
-        "--workers",
-        "2",
-        "--storage",
-        pg_url,
-        env=search_env,
-        cache=feature_cache,
-    )
-    assert again.returncode == 0, again.stderr
-    assert len(_study(pg_url, study_name).trials) == len(study.trials)
 
-    out = feature_cache.parent / f"{study_name}.json"
+def test_running_it_again_resumes_without_new_trials(searched, pg_url, ravdess, feature_cache, search_env):
+    name, study = searched
+    again = _search_logreg(name, pg_url, ravdess, search_env, feature_cache)
+    assert again.returncode == 0, again.stderr
+    assert len(_study(pg_url, name).trials) == len(study.trials)  # it already holds 8
+
+
+def test_export_writes_the_best_trial(searched, pg_url, tmp_path):
+    name, study = searched
+    out = tmp_path / f"{name}.json"
     exp = subprocess.run(
-        [EMOTUNE, "export", study_name, "--storage", pg_url, "--out", str(out)],
-        capture_output=True,
-        text=True,
+        [EMOTUNE, "export", name, "--storage", pg_url, "--out", str(out)], capture_output=True, text=True
     )
     assert exp.returncode == 0, exp.stderr
     doc = json.loads(out.read_text())
-    for key in (
-        "study",
-        "space",
-        "feature_set",
-        "target",
-        "protocol",
-        "metric",
-        "value",
-        "params",
-        "trial",
-        "fold_scores",
-        "versions",
-    ):
-        assert key in doc
+    keys = ("study", "space", "feature_set", "target", "protocol", "metric", "value", "params", "trial")
+    assert set(keys) | {"fold_scores", "versions"} <= set(doc)
+    best = study.best_trial
     assert doc["trial"] == best.number and doc["value"] == pytest.approx(best.value)
     assert doc["params"] == best.params and doc["versions"]["optuna"] == optuna.__version__
 
+
+def test_studies_lists_it(searched, pg_url):
     listed = subprocess.run(
         [EMOTUNE, "studies", "--storage", pg_url, "--json"], capture_output=True, text=True
     )
     assert listed.returncode == 0, listed.stderr
-    row = next(r for r in json.loads(listed.stdout) if r["study"] == study_name)
+    row = next(r for r in json.loads(listed.stdout) if r["study"] == searched[0])
     assert row["space"] == "logreg" and row["complete"] + row["pruned"] == 8 and row["running"] == 0
 
+
+def test_studies_delete_removes_it(make_study, pg_url):
+    name = f"test-delete-{uuid.uuid4().hex[:10]}"
+    make_study("logreg", name, trials=0)
     deleted = subprocess.run(
-        [EMOTUNE, "studies", "delete", study_name, "--storage", pg_url], capture_output=True, text=True
+        [EMOTUNE, "studies", "delete", name, "--storage", pg_url], capture_output=True, text=True
     )
     assert deleted.returncode == 0, deleted.stderr
-    assert study_name not in optuna.get_all_study_names(normalize_url(pg_url))
+    assert name not in optuna.get_all_study_names(normalize_url(pg_url))
 
 
 def test_same_seed_one_worker_gives_the_same_trials(pg_url, ravdess, feature_cache, search_env, study_name):
@@ -180,6 +175,14 @@ def test_same_seed_one_worker_gives_the_same_trials(pg_url, ravdess, feature_cac
         optuna.delete_study(study_name=names[1], storage=normalize_url(pg_url))
 
 
+def _slow_search(
+    name: str, ravdess: Path, pg_url: str, cache: Path, *, trials: int, workers: int
+) -> list[str]:
+    """The command line of a search of the slow test space (1.5 s a fold), unpruned."""
+    return [EMOTUNE, "search", SLOW_SPACE, "--study", name, "--data", str(ravdess), "--trials", str(trials),
+            "--workers", str(workers), "--storage", pg_url, "--pruner", "none", "--cache", str(cache)]  # fmt: skip
+
+
 def _wait_for(predicate, timeout: float, what: str):
     end = time.time() + timeout
     while time.time() < end:
@@ -205,25 +208,7 @@ def _running_trial(pg_url: str, name: str):
 def test_kill_9_of_a_worker_mid_trial_is_retried_with_its_params(
     pg_url, study_name, ravdess, feature_cache, search_env
 ):
-    cmd = [
-        EMOTUNE,
-        "search",
-        SLOW_SPACE,
-        "--study",
-        study_name,
-        "--data",
-        str(ravdess),
-        "--trials",
-        "5",
-        "--workers",
-        "2",
-        "--storage",
-        pg_url,
-        "--pruner",
-        "none",
-        "--cache",
-        str(feature_cache),
-    ]
+    cmd = _slow_search(study_name, ravdess, pg_url, feature_cache, trials=5, workers=2)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=search_env)
     try:
         victim = _wait_for(lambda: _running_trial(pg_url, study_name), 120, "a running trial")
@@ -248,25 +233,7 @@ def test_kill_9_of_a_worker_mid_trial_is_retried_with_its_params(
 def test_sigint_stops_within_seconds_and_rerun_reaches_n(
     pg_url, study_name, ravdess, feature_cache, search_env
 ):
-    cmd = [
-        EMOTUNE,
-        "search",
-        SLOW_SPACE,
-        "--study",
-        study_name,
-        "--data",
-        str(ravdess),
-        "--trials",
-        "6",
-        "--workers",
-        "2",
-        "--storage",
-        pg_url,
-        "--pruner",
-        "none",
-        "--cache",
-        str(feature_cache),
-    ]
+    cmd = _slow_search(study_name, ravdess, pg_url, feature_cache, trials=6, workers=2)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=search_env)
     try:
         _wait_for(lambda: _running_trial(pg_url, study_name), 120, "a running trial")
@@ -290,25 +257,7 @@ def test_sigint_stops_within_seconds_and_rerun_reaches_n(
 def test_two_search_processes_on_one_study_reach_exactly_n(
     pg_url, study_name, ravdess, feature_cache, search_env
 ):
-    cmd = [
-        EMOTUNE,
-        "search",
-        SLOW_SPACE,
-        "--study",
-        study_name,
-        "--data",
-        str(ravdess),
-        "--trials",
-        "5",
-        "--workers",
-        "1",
-        "--storage",
-        pg_url,
-        "--pruner",
-        "none",
-        "--cache",
-        str(feature_cache),
-    ]
+    cmd = _slow_search(study_name, ravdess, pg_url, feature_cache, trials=5, workers=1)
     procs = [
         subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=search_env)
         for _ in range(2)

@@ -1,4 +1,4 @@
-"""The ``vgg16_head`` space on cached ``vgg16_bottleneck`` features: the seed's head, equal to spec_cnn's
+"""The ``vgg16_head`` space on cached ``vgg16_bottleneck`` features: the recipe's head, equal to spec_cnn's
 ``vgg16_frozen`` on the same spectrograms, and a study end to end through ``emotune search``.
 
 A random-weights VGG16 file (tests/conftest.py); torch single-threaded, the machine is shared.

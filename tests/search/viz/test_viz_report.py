@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 from browser import open_page
 
-from emotune.search import _search
-from emotune.search._export import delete_study
 from emotune.search.viz import report
 from emotune.search.vote import _modeldir as md
 
@@ -19,29 +17,13 @@ ARTEFACTS = Path(__file__).resolve().parents[3] / ".emotune" / "artefacts"
 
 
 @pytest.fixture(scope="module")
-def two_studies(pg_url, ray_address, feature_cache, ravdess):
+def two_studies(make_study):
     """knn and logreg searched on the RAVDESS actors (one split), 6 trials each."""
     tag = uuid.uuid4().hex[:8]
     names = [f"test-rep-knn-{tag}", f"test-rep-logreg-{tag}"]
-    try:
-        for space, name in zip(("knn", "logreg"), names, strict=True):
-            prep = _search.prepare(
-                space,
-                name,
-                [ravdess],
-                url=pg_url,
-                cache_dir=feature_cache,
-                ray_address=ray_address,
-                progress=False,
-            )
-            _search.run(prep, n_trials=6, workers=2, ray_address=ray_address, progress=False)
-        yield names
-    finally:
-        for name in names:
-            try:
-                delete_study(pg_url, name)
-            except Exception:
-                pass
+    for space, name in zip(("knn", "logreg"), names, strict=True):
+        make_study(space, name, trials=6)
+    return names
 
 
 def check_page(path: Path, min_images: int, artefact: str) -> str:

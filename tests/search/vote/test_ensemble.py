@@ -7,45 +7,24 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from emotune.search import _search
-from emotune.search._export import delete_study
-from emotune.search._objective import score
+from emotune.features import score
 from emotune.search.vote import _modeldir as md
 from emotune.search.vote._ensemble import open_studies, top_candidates
 from emotune.search.vote._voter import blend, greedy_selection
 
 
-def _make_study(
-    space: str, name: str, ravdess: Path, pg_url: str, cache: Path, ray_address: str, trials: int, **kw
-):
-    prep = _search.prepare(
-        space, name, [ravdess], url=pg_url, cache_dir=cache, ray_address=ray_address, progress=False, **kw
-    )
-    if trials:
-        _search.run(prep, n_trials=trials, workers=2, ray_address=ray_address, progress=False)
-    return prep
-
-
 @pytest.fixture(scope="module")
-def studies(pg_url, ray_address, feature_cache, ravdess):
+def studies(make_study):
     """Two searched studies on one split: knn and logreg, 5 trials each."""
     tag = uuid.uuid4().hex[:8]
     names = [f"test-ens-knn-{tag}", f"test-ens-logreg-{tag}"]
-    try:
-        for space, name in zip(("knn", "logreg"), names, strict=True):
-            _make_study(space, name, ravdess, pg_url, feature_cache, ray_address, trials=5)
-        yield names
-    finally:
-        for name in names:
-            try:
-                delete_study(pg_url, name)
-            except Exception:
-                pass
+    for space, name in zip(("knn", "logreg"), names, strict=True):
+        make_study(space, name, trials=5)
+    return names
 
 
 def _train_codes(opened):
@@ -126,18 +105,13 @@ def test_ensemble_writes_a_model_directory(studies, pg_url, feature_cache, run_c
     assert doc["out"] == str(out) and doc["members"] == members  # deterministic: same trials, weights, params
 
 
-def test_studies_on_another_split_are_refused(
-    studies, pg_url, feature_cache, ravdess, ray_address, run_cli, tmp_path
-):
+def test_studies_on_another_split_are_refused(studies, make_study, pg_url, run_cli, tmp_path):
     other = f"test-ens-seed1-{uuid.uuid4().hex[:8]}"
-    try:
-        _make_study("knn", other, ravdess, pg_url, feature_cache, ray_address, trials=0, seed=1)
-        proc = run_cli("ensemble", studies[0], other, "--storage", pg_url, "--out", tmp_path / "m")
-        assert proc.returncode == 1
-        assert proc.stderr.count("\n") == 1 and "differ in seed (0 vs 1)" in proc.stderr
-        assert not (tmp_path / "m").exists()
-    finally:
-        delete_study(pg_url, other)
+    make_study("knn", other, trials=0, seed=1)
+    proc = run_cli("ensemble", studies[0], other, "--storage", pg_url, "--out", tmp_path / "m")
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and "differ in seed (0 vs 1)" in proc.stderr
+    assert not (tmp_path / "m").exists()
     proc = run_cli("ensemble", "no-such-study-xyz", "--storage", pg_url, "--out", tmp_path / "m")
     assert proc.returncode == 1 and "no study named 'no-such-study-xyz'" in proc.stderr
 

@@ -12,8 +12,6 @@ import numpy as np
 import pytest
 
 from emotune.features import load
-from emotune.search import _search
-from emotune.search._export import delete_study
 from emotune.search.vote import _modeldir as md
 from emotune.search.vote._ensemble import build_ensemble
 from emotune.search.vote._predict import predict, windows_of
@@ -21,37 +19,19 @@ from emotune.search.vote._predict import predict, windows_of
 CLASSES8 = {"neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"}
 
 
-def _model(tmp_path_factory, pg_url, ray_address, cache, ravdess, *, speaker_norm: bool):
+def _model(tmp_path_factory, make_study, url, cache, *, speaker_norm: bool):
     tag = uuid.uuid4().hex[:8]
     names = [f"test-pred-{space}-{tag}" for space in ("knn", "logreg")]
-    try:
-        for space, name in zip(("knn", "logreg"), names, strict=True):
-            prep = _search.prepare(
-                space,
-                name,
-                [ravdess],
-                url=pg_url,
-                cache_dir=cache,
-                ray_address=ray_address,
-                progress=False,
-                speaker_norm=speaker_norm,
-                feature_set="classic",  # the seed's means: what _cached_features loads
-            )
-            _search.run(prep, n_trials=3, workers=2, ray_address=ray_address, progress=False)
-        out = tmp_path_factory.mktemp("model") / "model"
-        result = build_ensemble(pg_url, names, out, top_k=2, cache_dir=cache, progress=False)
-        return result
-    finally:
-        for name in names:
-            try:
-                delete_study(pg_url, name)
-            except Exception:
-                pass
+    for space, name in zip(("knn", "logreg"), names, strict=True):
+        # feature set classic, the 180 means: what _cached_features loads
+        make_study(space, name, trials=3, speaker_norm=speaker_norm, feature_set="classic")
+    out = tmp_path_factory.mktemp("model") / "model"
+    return build_ensemble(url, names, out, top_k=2, cache_dir=cache, progress=False)
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory, pg_url, ray_address, feature_cache, ravdess):
-    return _model(tmp_path_factory, pg_url, ray_address, feature_cache, ravdess, speaker_norm=False)
+def model(tmp_path_factory, make_study, pg_url, feature_cache):
+    return _model(tmp_path_factory, make_study, pg_url, feature_cache, speaker_norm=False)
 
 
 def _cached_features(files: list[Path], cache: Path, *, speaker_norm: bool) -> np.ndarray:
@@ -176,8 +156,8 @@ def test_a_tampered_model_directory_is_refused(model, ravdess, run_cli, tmp_path
 
 
 @pytest.fixture(scope="module")
-def normed(tmp_path_factory, pg_url, ray_address, feature_cache, ravdess):
-    return _model(tmp_path_factory, pg_url, ray_address, feature_cache, ravdess, speaker_norm=True)
+def normed(tmp_path_factory, make_study, pg_url, feature_cache):
+    return _model(tmp_path_factory, make_study, pg_url, feature_cache, speaker_norm=True)
 
 
 def test_speaker_normalisation(normed, feature_cache, ravdess, tmp_path):

@@ -14,7 +14,7 @@ from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from emotune.search._objective import score
+from emotune.features import score
 from emotune.search.vote._voter import SoftVoter, blend, greedy_selection, normalize_weights
 
 
