@@ -119,7 +119,7 @@ def ray_address() -> Iterator[str]:
             os.environ["RAY_ADDRESS"] = old
         try:
             os.killpg(head.pid, signal.SIGTERM)
-            head.wait(timeout=30)
+            head.wait(timeout=5)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(head.pid, signal.SIGKILL)
