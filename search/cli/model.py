@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _register_ensemble(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from emotune.search.vote import _ensemble as ens
+    from emotune.search.vote import _defaults as ens
 
     p = command(
         sub,
@@ -124,7 +124,7 @@ def _register_predict(sub: argparse._SubParsersAction) -> None:  # type: ignore[
 
 
 def _register_evaluate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from emotune.search.vote import _evaluate as ev
+    from emotune.search.vote import _defaults as ev
 
     p = command(
         sub,
@@ -154,7 +154,7 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:  # type: ignore
 
 def _add_evaluation_budget(p: argparse.ArgumentParser) -> None:
     """What ``evaluate`` runs in each outer fold: spaces, folds, trials, time, workers, voter size."""
-    from emotune.search.vote import _evaluate as ev
+    from emotune.search.vote import _defaults as ev
 
     p.add_argument(
         "--spaces",
@@ -183,7 +183,7 @@ def _add_evaluation_budget(p: argparse.ArgumentParser) -> None:
 
 def _add_evaluation_data(p: argparse.ArgumentParser) -> None:
     """How ``evaluate`` labels, splits, scores and normalises the data, and which voter it fits."""
-    from emotune.search.vote import _ensemble as ens
+    from emotune.search.vote import _defaults as ens
 
     p.add_argument(
         "--target", default="emotion", choices=SCHEMES, help="label scheme (see `emotune search --help`)"

@@ -26,14 +26,12 @@ import numpy as np
 
 from emotune.features import EmotuneError, scores
 from emotune.search._study import StudyData, StudySpec
+from emotune.search.vote._defaults import DEFAULT_ITERATIONS, DEFAULT_TOP_K
 from emotune.search.vote._stack import VOTERS, StackedVoter, VoterChoice, choose_voter, fit_meta
 from emotune.search.vote._table import _cm_title, confusion_png
 
 if TYPE_CHECKING:
     from emotune.search.vote._voter import Selection
-
-DEFAULT_TOP_K = 3
-DEFAULT_ITERATIONS = 50
 
 
 class EnsembleError(EmotuneError):

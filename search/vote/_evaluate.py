@@ -28,14 +28,15 @@ from typing import Any
 import numpy as np
 
 from emotune.features import EmotuneError
-
-DEFAULT_SPACES = ("logreg", "svm", "mlp")
-DEFAULT_OUTER_FOLDS = 4
-DEFAULT_INNER_FOLDS = 3
-DEFAULT_TRIALS = 20
-DEFAULT_TIMEOUT = 45.0
-DEFAULT_WORKERS = 2
-DEFAULT_TOP_K = 3
+from emotune.search.vote._defaults import (
+    DEFAULT_INNER_FOLDS,
+    DEFAULT_OUTER_FOLDS,
+    DEFAULT_SPACES,
+    DEFAULT_TIMEOUT,
+    DEFAULT_TOP_K,
+    DEFAULT_TRIALS,
+    DEFAULT_WORKERS,
+)
 
 
 class EvaluateError(EmotuneError):

@@ -23,11 +23,11 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from emotune.features import score
+from emotune.search.vote._defaults import VOTERS
 from emotune.search.vote._voter import SoftVoter, blend, greedy_selection
 
 __all__ = ["STACK_C", "VOTERS", "StackedVoter", "VoterChoice", "choose_voter", "fit_meta"]
 
-VOTERS = ("auto", "greedy", "stacked")
 # Inverse regularisation strengths tried for the meta-model (few: each is one more chance to overfit).
 STACK_C = (0.003, 0.01, 0.03, 0.1)
 _EPS = 1e-6
