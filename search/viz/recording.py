@@ -81,11 +81,12 @@ def analyse(path: str | os.PathLike[str]) -> Recording:
         AudioError: the file is no usable audio (one line).
     """
     from emotune.features import read_audio
-    from emotune.features._sets import _Analysis, feature_params
+    from emotune.features._analysis import Analysis
+    from emotune.features._sets import feature_params
 
     p = feature_params("mfcc_seq")
     y = read_audio(path, sr=p["sr"])
-    an = _Analysis(
+    an = Analysis(
         np.ascontiguousarray(y, dtype=np.float32), sr=p["sr"], n_fft=p["n_fft"], hop_length=p["hop_length"]
     )
     magnitude = an.magnitude.T.astype(np.float64)  # (freq, t), librosa's layout

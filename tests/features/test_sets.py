@@ -16,23 +16,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emotune.features import _dsp
+from emotune.features._analysis import _estimate_tuning, _magnitude, _pitch_tuning
 from emotune.features._audio import read_audio
 from emotune.features._errors import FeatureError
 from emotune.features._sets import (
     AUDIO_SETS,
     FEATURE_SETS,
     PAD_MODES,
-    _estimate_tuning,
-    _magnitude,
-    _pitch_tuning,
     _resize_weights,
-    _yin,
     extract,
     extract_file,
     feature_columns,
     feature_params,
     feature_shape,
 )
+from emotune.features._stats import yin
 
 SR = 22050
 # Stereo, 96 kHz, AIFF-behind-.wav, 24,414 Hz and 16 kHz files, and speech of both genders.
@@ -126,7 +124,7 @@ def test_melspec_at_its_own_size_is_the_log_mel_image(data_dir: Path) -> None:
 
 def test_yin_f0_equals_librosa_yin(data_dir: Path) -> None:
     y = read_audio(data_dir / REAL[2])
-    f0, aperiodicity = _yin(y, sr=SR, fmin=60.0, fmax=600.0, frame_length=1024, hop_length=512)
+    f0, aperiodicity = yin(y, sr=SR, fmin=60.0, fmax=600.0, frame_length=1024, hop_length=512)
     want = librosa.yin(y, fmin=60.0, fmax=600.0, sr=SR, frame_length=1024, hop_length=512)
     np.testing.assert_allclose(f0, want, rtol=1e-4)
     assert aperiodicity.shape == f0.shape and (aperiodicity >= 0).all()
@@ -331,7 +329,7 @@ def test_functionals_follow_pitch_level_and_rhythm() -> None:
 def test_skew_and_kurtosis_are_scipys() -> None:
     import scipy.stats
 
-    from emotune.features._sets import _skew_kurtosis
+    from emotune.features._stats import _skew_kurtosis
 
     x = np.random.default_rng(1).normal(size=(300, 4)) ** 3
     x[:, 3] = -7.25  # a constant column has neither: 0
