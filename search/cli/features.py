@@ -167,19 +167,31 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _build(args: argparse.Namespace) -> int:
     from emotune.features import EmotuneError, build
+    from emotune.features._cache import BuildInterrupted
 
     started = time.perf_counter()
-    report = build(
-        args.data,
-        sets=args.sets or ["classic"],
-        cache_dir=args.cache,
-        ray_address=args.ray_address,
-        num_cpus=args.num_cpus,
-        progress=not (args.json or args.no_progress),
-        corpus=args.corpus,
-        labels=args.labels,
-        vgg16_weights=args.vgg16_weights,
-    )
+    try:
+        report = build(
+            args.data,
+            sets=args.sets or ["classic"],
+            cache_dir=args.cache,
+            ray_address=args.ray_address,
+            num_cpus=args.num_cpus,
+            progress=not (args.json or args.no_progress),
+            corpus=args.corpus,
+            labels=args.labels,
+            vgg16_weights=args.vgg16_weights,
+        )
+    except BuildInterrupted as stop:  # Ctrl-C or SIGTERM: what was committed stays
+        from emotune.features._ray import ray_shutdown
+
+        ray_shutdown(quiet=True)
+        print(
+            f"emotune: interrupted after {stop.built} of {stop.jobs} files were computed (kept in "
+            f"{stop.cache}); run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
     if "ray_start" in report.timings:
         from emotune.features._ray import ray_shutdown
 
@@ -192,6 +204,8 @@ def _build(args: argparse.Namespace) -> int:
         report.timings["ray_stop"] = time.perf_counter() - t
     report.timings["cli"] = time.perf_counter() - _START
     if args.json:
+        from emotune.search._text import json_clean
+
         out = {
             "files": report.files,
             "built": report.built,
@@ -203,7 +217,7 @@ def _build(args: argparse.Namespace) -> int:
             "unparsed": [{"path": p, "reason": r} for p, r in report.unparsed],
             "timings": {k: round(v, 4) for k, v in report.timings.items()},
         }
-        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        sys.stdout.write(json.dumps(json_clean(out), indent=2) + "\n")
     else:
         _summary(report)
     if report.files == 0:
