@@ -166,15 +166,17 @@ def test_read_windows_follows_windows_of_and_equals_read_audio_for_one_window(da
         next(read_windows(cut, seconds=1.0))
 
 
+# VmHWM: this process's own peak (ru_maxrss would include the pytest parent's at fork).
 _RSS = """
-import resource, sys
+import sys
 from emotune.features._audio import read_head, read_windows
 if sys.argv[2] == "windows":
     n = sum(1 for _ in read_windows(sys.argv[1], sr=22050, seconds=10.0))
 else:
     y, duration = read_head(sys.argv[1], sr=22050, seconds=30.0)
     n = round(duration)
-print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(n, int(hwm.split()[1]) // 1024)
 """
 
 
