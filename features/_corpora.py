@@ -459,19 +459,19 @@ def collect_audio(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[str], l
     ``paths`` is taken whatever its extension (its content decides whether it is audio).
 
     Returns:
-        The absolute paths of the files (in the order of ``paths``, sorted within each folder) and
-        ``(path, reason)`` for each path that cannot be read: missing, not a regular file (a FIFO, a
-        device, a socket, a link to one), a dangling link or a loop, a folder that cannot be listed,
-        a folder without audio files.
+        The files, spelled as ``paths`` spell them (a relative folder gives relative paths; in the
+        order of ``paths``, sorted within each folder), and ``(path, reason)`` for each path that
+        cannot be read: missing, not a regular file (a FIFO, a device, a socket, a link to one), a
+        dangling link or a loop, a folder that cannot be listed, a folder without audio files.
     """
     files: dict[str, None] = {}
     errors: list[tuple[str, str]] = []
     for p in paths:
-        text = os.path.abspath(os.fspath(p))
+        text = os.fspath(p)
         try:
             found, _, failed = _collect([text], any_named_file=True)
         except FeatureError:
-            errors.append((os.fspath(p), "no such file or folder"))
+            errors.append((text, "no such file or folder"))
             continue
         if not found and not failed and os.path.isdir(text):
             errors.append((os.fspath(p), "no audio files in this folder"))

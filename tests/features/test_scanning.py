@@ -97,6 +97,15 @@ def test_collect_audio_is_the_same_rule_for_predict(odd: dict[str, Path], tmp_pa
     assert collect_audio([empty]) == ([], [(str(empty), "no audio files in this folder")])
 
 
+def test_collect_audio_keeps_the_callers_spelling(odd: dict[str, Path], monkeypatch):
+    monkeypatch.chdir(odd["real"].parent.parent)
+    files, errors = collect_audio(["Actor_02", f"Actor_02/{odd['real'].name}"])
+    assert files == [f"Actor_02/{odd['real'].name}"]  # named twice, listed once, relative as given
+    assert sorted(p for p, _ in errors) == sorted(
+        f"Actor_02/{odd[k].name}" for k in ("fifo", "zero", "socket")
+    )
+
+
 def test_readers_refuse_special_files_without_blocking(odd: dict[str, Path]):
     t0 = time.monotonic()
     for name in ("fifo", "zero", "socket"):
