@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emotune.features._corpora import file_problem, not_regular
+from emotune.features._corpora import MAX_FILE_BYTES, MAX_SECONDS, file_problem, not_regular
 from emotune.features._errors import AudioError, FeatureError
 
 __all__ = [
@@ -50,12 +50,6 @@ __all__ = [
     "read_windows",
 ]
 
-# A file read whole holds at most this much: 10 minutes of 16-bit stereo at 96 kHz fit, and so does
-# any emotional-speech corpus's longest file many times over.
-MAX_FILE_BYTES = 256 * 1024 * 1024
-# Seconds of audio a file read whole may hold. Decoding it and computing every feature set from
-# it stays under about 1.5 GB; predict --window reads longer recordings window by window.
-MAX_SECONDS = 600.0
 
 # WAVE format tags (mmreg.h) whose data chunk holds fixed-size frames of block_align bytes.
 _WAVE_PCM = 0x0001

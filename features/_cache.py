@@ -411,8 +411,11 @@ def read_entries(
             continue
         out[sha] = (dtype, dims, data)
     if damaged:
-        with index.write() as db:
-            db.executemany("DELETE FROM features WHERE key = ? AND sha = ? AND digest IS ?", damaged)
+        try:
+            with index.write() as db:
+                db.executemany("DELETE FROM features WHERE key = ? AND sha = ? AND digest IS ?", damaged)
+        except sqlite3.Error:  # a read-only cache: the entries are still left out, never read
+            pass
     return out
 
 

@@ -36,6 +36,12 @@ from emotune.features._labels import canonical_emotion, is_emotion_word
 
 CORPORA: tuple[str, ...] = ("ravdess", "tess", "savee", "emodb", "cremad", "generic")
 AUDIO_EXTENSIONS: frozenset[str] = frozenset({".wav", ".aif", ".aiff", ".flac", ".ogg", ".mp3"})
+# The limits of a file read whole (see emotune.features._audio): 10 minutes of 16-bit stereo at
+# 96 kHz fit in the bytes, and any emotional-speech corpus's longest file many times over.
+MAX_FILE_BYTES = 256 * 1024 * 1024
+# Seconds of audio a file read whole may hold: decoding it and computing every feature set from it
+# peaks at about 1.4 GB (measured); predict --window reads longer recordings window by window.
+MAX_SECONDS = 600.0
 
 
 @dataclass(frozen=True)

@@ -11,19 +11,22 @@ import sys
 import time
 from typing import Any
 
-from emotune.features._corpora import CORPORA
+from emotune.features._corpora import CORPORA, MAX_FILE_BYTES, MAX_SECONDS
 from emotune.search.cli.options import POSITIVE, SEED, integer
 
 _START = time.perf_counter()  # close to process start: the CLI imports this module first thing
 
 _SYNTH_EXAMPLE = "example: emotune corpus synth demo-data --actors 4 --seed 0"
-_BUILD_EXAMPLE = """examples:
+_BUILD_EXAMPLE = f"""examples:
   emotune features build ../shared/data                    # classic, every corpus found
   emotune features build data/ravdess --set classic --set mfcc_seq --json
   emotune features build my-wavs --labels labels.csv --set all --ray-address 10.0.0.5:6379
   emotune features build data/ravdess --set vgg16_bottleneck --vgg16-weights vgg16-397923af.pth
 
 A rebuild computes only new or changed files; unchanged files are not even read.
+Only regular files are read: a FIFO, a device or a socket (or a link to one) is one failed file.
+A file holds at most {MAX_FILE_BYTES >> 20} MiB and {MAX_SECONDS:.0f} s of audio. Ctrl-C or SIGTERM keeps what
+was built (exit 130): run the same command again to resume. A damaged cache entry is computed again.
 Exit code 1 when nothing could be built, or with --strict when any file failed.
 
 environment: EMOTUNE_HOME (default cache folder), RAY_ADDRESS (cluster to attach to),
