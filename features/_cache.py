@@ -666,8 +666,14 @@ def build(
     paths, unparsed, broken = _rows_or_paths(rows_or_paths, corpus, labels)
     timings = {"scan": time.perf_counter() - t0}
     with open_index(cache_dir) as index:
+        run = _Build(index, plist, keys, ray_address, num_cpus, progress, timings, weights)
         try:
-            report = _Build(index, plist, keys, ray_address, num_cpus, progress, timings, weights).run(paths)
+            with _sigterm_as_interrupt():
+                report = run.run(paths)
+        except BuildInterrupted:
+            raise
+        except KeyboardInterrupt:  # before any task ran (scanning, hashing): nothing half-written
+            raise BuildInterrupted(len(run.built), len(paths), str(index.dir)) from None
         except EmotuneError as exc:
             # A task's error arrives as Ray's RayTaskError (an instance of the cause's class, its
             # message the remote traceback): raise the cause's one line instead.
@@ -686,6 +692,21 @@ def build(
             f"{len(report.failed)} file(s) failed; first: {first['path']}: {first['reason']} (strict)"
         )
     return report
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt meanwhile (in the main thread; elsewhere nothing changes)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 class BuildInterrupted(KeyboardInterrupt):
@@ -806,15 +827,13 @@ class _Build:
 
         ray_init(self.ray_address, num_cpus=self.num_cpus)
         self.timings["ray_start"] = time.perf_counter() - t
-        # SIGTERM as Ctrl-C: the batches committed so far stay, and Ray's own handler (a crash dump
-        # of the driver's stack) is not the one that answers.
-        old = signal.signal(signal.SIGTERM, signal.default_int_handler)
+        # SIGTERM as Ctrl-C again (ray.init installed its own, which prints a crash dump of the
+        # driver's stack): the batches committed so far stay.
         try:
-            self._run_tasks(jobs)
+            with _sigterm_as_interrupt():
+                self._run_tasks(jobs)
         except KeyboardInterrupt:
             raise BuildInterrupted(len(self.built), len(jobs), str(self.index.dir)) from None
-        finally:
-            signal.signal(signal.SIGTERM, old)
 
     def _run_tasks(self, jobs: list[_Job]) -> None:
         import ray
