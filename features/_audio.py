@@ -12,6 +12,16 @@ computed from it match those of scripts that call ``librosa.load``. On top of th
   virtual-I/O overhead; everything else (FLAC, OGG, 24-bit, float, compressed WAV...) goes through
   libsndfile.
 
+Limits (one rule for every command that reads audio; see :mod:`emotune.features._corpora`):
+
+- only regular files are read: a FIFO, a device or a socket (or a link to one) is refused before it
+  is opened, and again on the open descriptor (``O_NONBLOCK``, then ``fstat``), so neither a pipe
+  without a writer nor ``/dev/zero`` can hang a command or fill its memory;
+- a file holds at most :data:`MAX_FILE_BYTES` bytes and :data:`MAX_SECONDS` seconds of audio to be
+  read whole (both checked before anything is decoded), which bounds the memory of one decode and
+  of what is computed from it. :func:`read_windows` reads a longer recording window by window, in
+  memory bounded by one window, and :func:`read_head` only its first seconds.
+
 Every failure is an :class:`~emotune.features.AudioError` with a short reason.
 """
 
@@ -19,15 +29,27 @@ from __future__ import annotations
 
 import io
 import math
+import mmap
 import os
 import struct
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
+from emotune.features._corpora import MAX_FILE_BYTES, MAX_SECONDS, file_problem, not_regular
 from emotune.features._errors import AudioError, FeatureError
 
-__all__ = ["decode_bytes", "read_audio"]
+__all__ = [
+    "MAX_FILE_BYTES",
+    "MAX_SECONDS",
+    "decode_bytes",
+    "read_audio",
+    "read_bytes",
+    "read_head",
+    "read_windows",
+]
+
 
 # WAVE format tags (mmreg.h) whose data chunk holds fixed-size frames of block_align bytes.
 _WAVE_PCM = 0x0001
@@ -73,15 +95,66 @@ def read_audio(path: str | os.PathLike[str], *, sr: int = 22050) -> np.ndarray:
         (dtype('float32'), 1)
     """
     _check_sr(sr)
+    return decode_bytes(read_bytes(path), sr=sr, path=os.fspath(path))
+
+
+def read_bytes(path: str | os.PathLike[str], *, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The whole content of a regular file of at most ``max_bytes`` bytes.
+
+    A FIFO, a device or a socket (or a link to one) is refused without being opened for reading.
+
+    Raises:
+        AudioError: not a regular file, cannot be read, or larger than ``max_bytes``.
+    """
+    with _open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > max_bytes:
+            raise AudioError(os.fspath(path), _too_large(size, max_bytes))
+        try:
+            data = f.read(max_bytes + 1)
+        except OSError as exc:
+            raise AudioError(os.fspath(path), f"cannot read ({exc.strerror or exc})") from None
+    if len(data) > max_bytes:  # it grew while being read
+        raise AudioError(os.fspath(path), _too_large(len(data), max_bytes))
+    return data
+
+
+def _too_large(size: int, limit: int) -> str:
+    return (
+        f"too large: {size / 2**20:.1f} MiB, the limit for a file read whole is {limit / 2**20:.0f} MiB "
+        "(predict --window S reads long recordings window by window)"
+    )
+
+
+def _too_long(seconds: float, limit: float) -> str:
+    return (
+        f"too long: {seconds:.1f} s of audio, the limit for a file read whole is {limit:.0f} s "
+        "(predict --window S reads long recordings window by window)"
+    )
+
+
+def _open_regular(path: str | os.PathLike[str]) -> io.BufferedReader:
+    """Open a regular file for reading; anything else is refused, never read (and never blocks)."""
+    name = os.fspath(path)
+    problem = file_problem(path)
+    if problem is not None:
+        raise AudioError(name, problem)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        # O_NONBLOCK: should the path have become a FIFO since the check, open() returns at once.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise AudioError(os.fspath(path), f"cannot read ({exc.strerror or exc})") from None
-    return decode_bytes(data, sr=sr, path=os.fspath(path))
+        raise AudioError(name, f"cannot read ({exc.strerror or exc})") from None
+    problem = not_regular(os.fstat(fd).st_mode)
+    if problem is not None:
+        os.close(fd)
+        raise AudioError(name, problem)
+    os.set_blocking(fd, True)
+    return open(fd, "rb", closefd=True)
 
 
-def decode_bytes(data: bytes, *, sr: int = 22050, path: str = "<bytes>") -> np.ndarray:
+def decode_bytes(
+    data: bytes, *, sr: int = 22050, path: str = "<bytes>", max_seconds: float | None = MAX_SECONDS
+) -> np.ndarray:
     """Decode an audio file held in memory; the same result as :func:`read_audio` on its path.
 
     Meant for callers that already hold the bytes (the feature cache hashes them first), so each
@@ -91,12 +164,14 @@ def decode_bytes(data: bytes, *, sr: int = 22050, path: str = "<bytes>") -> np.n
         data: The whole file's content.
         sr: Target sample rate in Hz.
         path: Name used in error messages.
+        max_seconds: Refuse a file holding more seconds of audio than this, before decoding it
+            (None: no limit).
 
     Returns:
         y: [shape=(n,), dtype=float32] mono audio at ``sr``, ``n >= 1``.
 
     Raises:
-        AudioError: empty, truncated, not audio, non-finite samples or no samples.
+        AudioError: empty, truncated, not audio, too long, non-finite samples or no samples.
         FeatureError: ``sr`` is not a positive integer.
     """
     _check_sr(sr)
@@ -104,9 +179,11 @@ def decode_bytes(data: bytes, *, sr: int = 22050, path: str = "<bytes>") -> np.n
         raise AudioError(path, "empty file")
     pcm16 = _parse_header(data, path)
     if pcm16 is not None:
+        if max_seconds is not None and pcm16.frames > max_seconds * pcm16.rate:
+            raise AudioError(path, _too_long(pcm16.frames / pcm16.rate, max_seconds))
         y, native_sr = _decode_pcm16(data, pcm16), pcm16.rate
     else:
-        y, native_sr = _decode_libsndfile(data, path)
+        y, native_sr = _decode_libsndfile(data, path, max_seconds)
     if y.size == 0:
         raise AudioError(path, "no audio (0 samples)")
     return _resample(y, native_sr, sr)
@@ -286,7 +363,7 @@ def _decode_pcm16(data: bytes, where: _Pcm16) -> np.ndarray:
     return y
 
 
-def _decode_libsndfile(data: bytes, path: str) -> tuple[np.ndarray, int]:
+def _decode_libsndfile(data: bytes, path: str, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
     try:
@@ -296,16 +373,23 @@ def _decode_libsndfile(data: bytes, path: str) -> tuple[np.ndarray, int]:
     try:
         with f:
             native_sr, promised = f.samplerate, f.frames
+            if max_seconds is not None and promised > max_seconds * native_sr:
+                raise AudioError(path, _too_long(promised / native_sr, max_seconds))
             y = f.read(dtype="float32", always_2d=True)
     except sf.SoundFileError as exc:  # e.g. a cut FLAC: "flac decoder lost sync"
         raise AudioError(path, f"cannot decode, truncated or corrupt ({_libsndfile_reason(exc)})") from None
     if 0 < len(y) < promised:
         raise AudioError(path, f"truncated: header promises {promised} frames, file holds {len(y)}")
+    return _mono(y, path), int(native_sr)
+
+
+def _mono(y: np.ndarray, path: str) -> np.ndarray:
+    """[shape=(n,)] the mean of the channels of a ``(n, channels)`` float32 block, checked finite."""
     y = y.T
     y = np.mean(y, axis=0) if y.shape[0] > 1 else y[0]
     if y.size and not np.isfinite(y).all():
         raise AudioError(path, "non-finite samples (NaN or inf)")
-    return np.ascontiguousarray(y), int(native_sr)
+    return np.ascontiguousarray(y)
 
 
 def _libsndfile_reason(exc: Exception) -> str:
@@ -328,3 +412,147 @@ def _resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     elif y_hat.shape[-1] < n_out:
         y_hat = np.pad(y_hat, (0, n_out - y_hat.shape[-1]))
     return np.ascontiguousarray(y_hat, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# Long recordings: window by window, or only the beginning.
+
+
+def windows_of(n_samples: int, sr: int, seconds: float) -> list[tuple[int, int]]:
+    """``[(start, end), ...]`` sample ranges: windows of ``seconds``; a short tail joins the last one.
+
+    A tail shorter than half a window joins the window before it.
+    """
+    size = max(1, int(round(seconds * sr)))
+    bounds: list[tuple[int, int]] = []
+    start = 0
+    while start < n_samples:
+        end = min(start + size, n_samples)
+        if bounds and end - start < size / 2:
+            bounds[-1] = (bounds[-1][0], end)
+        else:
+            bounds.append((start, end))
+        start = end
+    return bounds or [(0, n_samples)]
+
+
+def read_windows(
+    path: str | os.PathLike[str], *, sr: int = 22050, seconds: float
+) -> Iterator[tuple[float, float, np.ndarray]]:
+    """A recording of any length, window by window, in memory bounded by one window.
+
+    The windows are :func:`windows_of` the file's frames at its own rate; each is decoded, mixed to
+    mono and resampled to ``sr`` on its own (as :func:`read_audio` would a file holding only that
+    window). The file is never read whole: its size is not limited, and a truncated WAV or AIFF is
+    refused as :func:`read_audio` refuses it.
+
+    Args:
+        path: A regular audio file (any format libsndfile reads).
+        sr: Target sample rate in Hz.
+        seconds: Window length in seconds (positive).
+
+    Yields:
+        ``(start, end, y)``: the window's bounds in seconds and its samples
+        [shape=(n,), dtype=float32] at ``sr``.
+
+    Raises:
+        AudioError: not a regular file, not audio, truncated, or non-finite samples.
+    """
+    if not seconds > 0:
+        raise FeatureError(f"seconds={seconds!r}: a window must be a positive number of seconds")
+    for a, b, rate, _, y in _read_spans(path, sr, lambda frames, rate: windows_of(frames, rate, seconds)):
+        yield a / rate, b / rate, y
+
+
+def read_head(path: str | os.PathLike[str], *, sr: int = 22050, seconds: float) -> tuple[np.ndarray, float]:
+    """The first ``seconds`` of a recording of any length, and the whole recording's duration.
+
+    Only those seconds are decoded (see :func:`read_windows`): memory is bounded by ``seconds``.
+
+    Returns:
+        ``(y, duration)``: [shape=(n,), dtype=float32] mono samples at ``sr`` and the file's length
+        in seconds.
+
+    Raises:
+        AudioError: as :func:`read_windows`.
+    """
+    if not seconds > 0:
+        raise FeatureError(f"seconds={seconds!r}: must be a positive number of seconds")
+    spans = _read_spans(path, sr, lambda frames, rate: [(0, min(frames, max(1, int(seconds * rate))))])
+    _, _, rate, frames, y = next(spans)
+    spans.close()
+    return y, frames / rate
+
+
+_Spans = Callable[[int, int], list[tuple[int, int]]]
+
+
+def _read_spans(
+    path: str | os.PathLike[str], sr: int, choose: _Spans
+) -> Generator[tuple[int, int, int, int, np.ndarray], None, None]:
+    """``(start, end, rate, frames, y)`` for each frame span ``choose(frames, rate)`` picks."""
+    _check_sr(sr)
+    name = os.fspath(path)
+    with _open_regular(path) as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            raise AudioError(name, "empty file")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            pcm16 = _parse_header(mm, name)  # type: ignore[arg-type]  # a mapping reads like bytes
+        # The mapping served the header checks only: samples are read span by span with pread, so
+        # the resident memory holds one span, not every page of the file once touched.
+        if pcm16 is not None:
+            yield from _pcm16_spans(f.fileno(), pcm16, name, sr, choose)
+        else:
+            yield from _libsndfile_spans(f, name, sr, choose)
+
+
+def _pcm16_spans(
+    fd: int, where: _Pcm16, path: str, sr: int, choose: _Spans
+) -> Iterator[tuple[int, int, int, int, np.ndarray]]:
+    rate, ch, frames = where.rate, where.channels, where.frames
+    if frames == 0:
+        raise AudioError(path, "no audio (0 samples)")
+    for a, b in choose(frames, rate):
+        want = (b - a) * ch * 2
+        try:
+            raw = os.pread(fd, want, where.offset + a * ch * 2)
+        except OSError as exc:
+            raise AudioError(path, f"cannot read ({exc.strerror or exc})") from None
+        if len(raw) < want:
+            raise AudioError(
+                path, f"truncated: header promises {frames} frames, file holds {a + len(raw) // (2 * ch)}"
+            )
+        y = np.frombuffer(raw, dtype=where.dtype).astype(np.float32)
+        y *= _PCM16_SCALE
+        if ch > 1:
+            y = np.mean(y.reshape(-1, ch).T, axis=0)
+        yield a, b, rate, frames, _resample(y, rate, sr)
+
+
+def _libsndfile_spans(
+    f: io.BufferedReader, path: str, sr: int, choose: _Spans
+) -> Iterator[tuple[int, int, int, int, np.ndarray]]:
+    import soundfile as sf
+
+    f.seek(0)
+    try:
+        snd = sf.SoundFile(f)
+    except sf.SoundFileError as exc:
+        raise AudioError(path, f"not an audio file ({_libsndfile_reason(exc)})") from None
+    with snd:
+        rate, frames = int(snd.samplerate), int(snd.frames)
+        if frames <= 0:
+            raise AudioError(path, "no audio (0 samples)")
+        for a, b in choose(frames, rate):
+            try:
+                snd.seek(a)
+                block = snd.read(b - a, dtype="float32", always_2d=True)
+            except (sf.SoundFileError, RuntimeError) as exc:
+                raise AudioError(
+                    path, f"cannot decode, truncated or corrupt ({_libsndfile_reason(exc)})"
+                ) from None
+            if len(block) < b - a:
+                raise AudioError(
+                    path, f"truncated: header promises {frames} frames, file holds {a + len(block)}"
+                )
+            yield a, b, rate, frames, _resample(_mono(block, path), rate, sr)

@@ -4,9 +4,12 @@ Layout. One SQLite database, ``index.db`` in the cache folder (WAL mode), holds 
 
 ``stat``      path, size, mtime_ns -> sha256 of the file's bytes. Lets a warm rebuild skip reading
               files: an unchanged (path, size, mtime) pair is trusted to hold the same bytes.
-``features``  (key, sha256) -> one array (dtype, shape, raw bytes). ``key`` hashes the feature
-              params (:func:`feature_params`, canonical JSON), the versions of the libraries that
-              compute them and this cache's schema: anything that changes the numbers.
+``features``  (key, sha256) -> one array (dtype, shape, raw bytes, digest). ``key`` hashes the
+              feature params (:func:`feature_params`, canonical JSON), the versions of the
+              libraries that compute them and this cache's schema: anything that changes the
+              numbers. ``digest`` (BLAKE2b of the bytes; absent in entries written before it
+              existed) and the length the shape implies are checked whenever an entry is used: a
+              truncated or corrupted entry is deleted and computed again, never read as data.
 ``failures``  (key, sha256) -> why that content is no audio, so a rebuild reports it without
               decoding it again.
 ``audio``     sha256 -> duration in seconds (length-outlier dropping happens at load time).
@@ -18,7 +21,9 @@ builds on one folder at once both finish with a correct cache (they may compute 
 twice; the rows they write are identical). SQLite's WAL needs a local filesystem: keep the cache off
 NFS. A stat entry whose file was modified less than a second before it was read is marked racy (as
 git does for "racily clean" files): prune trusts it, the next build hashes the file again, so a
-file rewritten within one timestamp tick is never mistaken for the one that was hashed.
+file rewritten within one timestamp tick is never mistaken for the one that was hashed. A path that
+is not valid UTF-8 (a file name of arbitrary bytes) is stored as ``hex:`` and its bytes in hex
+(SQLite text is UTF-8; absolute paths start with ``/``, so the two forms never meet).
 
 Work. The driver stats every file. Paths it has not seen before are sampled: when the sampled
 content is not cached, the files are taken as new and only the workers hash them (they read them
@@ -37,6 +42,7 @@ import hashlib
 import json
 import math
 import os
+import signal
 import sqlite3
 import sys
 import time
@@ -51,7 +57,7 @@ from emotune.features._corpora import Row, scan
 from emotune.features._errors import AudioError, EmotuneError, FeatureError
 from emotune.features._home import default_cache_dir
 
-__all__ = ["BuildReport", "build", "file_hashes", "params_key", "prune"]
+__all__ = ["BuildInterrupted", "BuildReport", "build", "file_hashes", "params_key", "prune"]
 
 _SCHEMA = 2
 _DB_NAME = "index.db"
@@ -70,7 +76,7 @@ _DDL = (
     " sha TEXT NOT NULL, racy INTEGER NOT NULL)",
     "CREATE INDEX stat_sha ON stat (sha)",
     "CREATE TABLE features (key TEXT NOT NULL, sha TEXT NOT NULL, dtype TEXT NOT NULL, shape TEXT NOT NULL,"
-    " data BLOB NOT NULL, PRIMARY KEY (key, sha))",
+    " data BLOB NOT NULL, digest TEXT, PRIMARY KEY (key, sha))",
     "CREATE TABLE failures (key TEXT NOT NULL, sha TEXT NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (key, sha))",
     "CREATE TABLE audio (sha TEXT PRIMARY KEY, duration REAL NOT NULL)",
     "CREATE TABLE params (key TEXT PRIMARY KEY, json TEXT NOT NULL)",
@@ -156,6 +162,13 @@ class _Index:
                 f"feature cache {cache_dir} has layout version {version}, this emotune uses {_SCHEMA}: "
                 "use another --cache folder or delete this one"
             )
+        if not self._has_digests():
+            with self.write() as db:  # a cache written before entries had digests: same keys, one column more
+                if not self._has_digests():
+                    db.execute("ALTER TABLE features ADD COLUMN digest TEXT")
+
+    def _has_digests(self) -> bool:
+        return any(row[1] == "digest" for row in self.conn.execute("PRAGMA table_info(features)"))
 
     def _create(self) -> None:
         with self.write() as db:
@@ -185,13 +198,20 @@ class _Index:
     def stats(self, paths: Sequence[str]) -> dict[str, tuple[int, int, str, int]]:
         """path -> (size, mtime_ns, sha, racy) of the stat entries of ``paths``."""
         sql = "SELECT path, size, mtime_ns, sha, racy FROM stat WHERE path IN ({})"
-        return {row[0]: row[1:] for row in self.select_in(sql, paths)}
+        return {_fs_path(row[0]): row[1:] for row in self.select_in(sql, [_db_path(p) for p in paths])}
 
     def present(self, key: str, shas: Sequence[str]) -> set[str]:
-        """The shas among ``shas`` that have an entry (features or failure) under ``key``."""
-        found = set(self.select_in("SELECT sha FROM features WHERE key = ? AND sha IN ({})", shas, key))
-        found |= set(self.select_in("SELECT sha FROM failures WHERE key = ? AND sha IN ({})", shas, key))
-        return {sha for (sha,) in found}
+        """The shas among ``shas`` that have a sound entry (features or failure) under ``key``.
+
+        Feature entries are checked (length and digest, see :func:`read_entries`); a damaged one is
+        deleted, so that it is computed again.
+        """
+        found = set(read_entries(self, key, shas))
+        found |= {
+            sha
+            for (sha,) in self.select_in("SELECT sha FROM failures WHERE key = ? AND sha IN ({})", shas, key)
+        }
+        return found
 
     def failures(self, keys: Sequence[str], shas: Sequence[str]) -> dict[str, str]:
         """sha -> failure reason, for shas that failed under any of ``keys``."""
@@ -264,15 +284,20 @@ def _stat_all(index: _Index, paths: Sequence[str]) -> tuple[list[_FileState], li
 
 def _hash_one(state: _FileState) -> None:
     """Hash a file's bytes, noting whether its timestamp is too recent to trust. Thread-safe."""
+    from emotune.features._audio import _open_regular
+
     for _ in range(2):
         started = time.time_ns()
         try:
             st = os.stat(state.path)
             digest = hashlib.sha256()
-            with open(state.path, "rb") as f:
+            with _open_regular(state.path) as f:  # never a FIFO or a device (see _corpora)
                 while chunk := f.read(1 << 20):
                     digest.update(chunk)
                 after = os.fstat(f.fileno())
+        except AudioError as exc:
+            state.error = exc.reason
+            return
         except OSError as exc:
             state.error = f"cannot read ({exc.strerror or exc})"
             return
@@ -296,8 +321,26 @@ def _hash_states(states: Sequence[_FileState], threads: int = 2) -> None:
 def _record_stats(db: sqlite3.Connection, states: Iterable[_FileState]) -> None:
     db.executemany(
         "INSERT OR REPLACE INTO stat (path, size, mtime_ns, sha, racy) VALUES (?, ?, ?, ?, ?)",
-        [(s.path, s.size, s.mtime_ns, s.sha, int(s.racy)) for s in states if s.sha],
+        [(_db_path(s.path), s.size, s.mtime_ns, s.sha, int(s.racy)) for s in states if s.sha],
     )
+
+
+def _db_path(path: str) -> str:
+    """A path as the index stores it: itself, or ``hex:`` + its bytes when it is no valid UTF-8."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return "hex:" + os.fsencode(path).hex()
+    return path
+
+
+def _fs_path(stored: str) -> str:
+    """The path a stored one stands for (see :func:`_db_path`)."""
+    return os.fsdecode(bytes.fromhex(stored[4:])) if stored.startswith("hex:") else stored
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def file_hashes(
@@ -342,11 +385,37 @@ def resolve_hashes(index: _Index, paths: Sequence[str]) -> list[_FileState]:
 def read_entries(
     index: _Index, key: str, shas: Sequence[str]
 ) -> dict[str, tuple[str, tuple[int, ...], bytes]]:
-    """sha -> (dtype, shape, raw bytes) of the entries under ``key``."""
-    sql = "SELECT sha, dtype, shape, data FROM features WHERE key = ? AND sha IN ({})"
+    """sha -> (dtype, shape, raw bytes) of the sound entries under ``key``.
+
+    An entry whose bytes are not as long as its dtype and shape say, or whose digest does not match
+    them (a truncated or corrupted entry), is left out and deleted from the index (unless it was
+    replaced meanwhile), so that the next build computes it again.
+    """
+    import numpy as np
+
+    sql = "SELECT sha, dtype, shape, data, digest FROM features WHERE key = ? AND sha IN ({})"
     out = {}
-    for sha, dtype, shape, data in index.select_in(sql, list(dict.fromkeys(shas)), key):
-        out[sha] = (dtype, tuple(int(n) for n in shape.split(",") if n), data)
+    damaged = []
+    for sha, dtype, shape, data, digest in index.select_in(sql, list(dict.fromkeys(shas)), key):
+        dims = tuple(int(n) for n in shape.split(",") if n)
+        try:
+            expected = math.prod(dims) * np.dtype(dtype).itemsize
+        except TypeError:
+            expected = -1
+        if (
+            not isinstance(data, bytes)
+            or len(data) != expected
+            or (digest is not None and digest != _digest(data))
+        ):
+            damaged.append((key, sha, digest))
+            continue
+        out[sha] = (dtype, dims, data)
+    if damaged:
+        try:
+            with index.write() as db:
+                db.executemany("DELETE FROM features WHERE key = ? AND sha = ? AND digest IS ?", damaged)
+        except sqlite3.Error:  # a read-only cache: the entries are still left out, never read
+            pass
     return out
 
 
@@ -397,18 +466,20 @@ def _extract_batch(
     started = time.process_time()
     import numpy as np
 
-    from emotune.features._audio import decode_bytes
+    from emotune.features._audio import decode_bytes, read_bytes
+    from emotune.features._ray import guard_numba_cache
     from emotune.features._sets import BATCHED_SETS, extract_inputs, finish_batch
+
+    guard_numba_cache()
 
     groups = _stft_groups(params)
     out: list[tuple[Any, ...]] = []
     for path, data in items:
         if data is None:
             try:
-                with open(path, "rb") as f:
-                    data = f.read()
-            except OSError as exc:
-                out.append((path, None, None, f"cannot read ({exc.strerror or exc})", None))
+                data = read_bytes(path)
+            except AudioError as exc:
+                out.append((path, None, None, exc.reason, None))
                 continue
         sha = hashlib.sha256(data).hexdigest()
         arrays: list[Any] = [None] * len(params)
@@ -576,8 +647,9 @@ def build(
         A :class:`BuildReport`.
 
     Raises:
-        FeatureError: Bad sets/params, an unusable cache folder, ``strict`` with failures, or a
-            missing or other VGG16 weights file (checked before any work).
+        FeatureError: Bad sets/params, an unusable cache folder, ``strict`` with failures, a
+            missing or other VGG16 weights file, or a ``ray_address`` where nothing answers (all
+            checked before any work but the last).
 
     Example:
         >>> report = build(["data/ravdess"], sets=["classic", "mfcc_seq"])  # doctest: +SKIP
@@ -587,11 +659,21 @@ def build(
     t0 = time.perf_counter()
     plist, weights = _resolve_params(sets, params, vgg16_weights)
     keys = [params_key(p) for p in plist]
+    if ray_address:  # a cluster named explicitly must answer, even when nothing is left to compute
+        from emotune.features._ray import check_reachable
+
+        check_reachable(ray_address)
     paths, unparsed, broken = _rows_or_paths(rows_or_paths, corpus, labels)
     timings = {"scan": time.perf_counter() - t0}
     with open_index(cache_dir) as index:
+        run = _Build(index, plist, keys, ray_address, num_cpus, progress, timings, weights)
         try:
-            report = _Build(index, plist, keys, ray_address, num_cpus, progress, timings, weights).run(paths)
+            with _sigterm_as_interrupt():
+                report = run.run(paths)
+        except BuildInterrupted:
+            raise
+        except KeyboardInterrupt:  # before any task ran (scanning, hashing): nothing half-written
+            raise BuildInterrupted(len(run.built), len(paths), str(index.dir)) from None
         except EmotuneError as exc:
             # A task's error arrives as Ray's RayTaskError (an instance of the cause's class, its
             # message the remote traceback): raise the cause's one line instead.
@@ -610,6 +692,35 @@ def build(
             f"{len(report.failed)} file(s) failed; first: {first['path']}: {first['reason']} (strict)"
         )
     return report
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt meanwhile (in the main thread; elsewhere nothing changes)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+class BuildInterrupted(KeyboardInterrupt):
+    """A build stopped by Ctrl-C or SIGTERM; what was committed before stays in the cache.
+
+    Attributes:
+        built: Files computed and committed before the interruption.
+        jobs: Files that were to be computed.
+        cache: The cache folder.
+    """
+
+    def __init__(self, built: int, jobs: int, cache: str) -> None:
+        super().__init__(f"interrupted after {built} of {jobs} files were computed (kept in {cache})")
+        self.built, self.jobs, self.cache = built, jobs, cache
 
 
 class _Build:
@@ -712,13 +823,24 @@ class _Build:
 
     def _compute(self, jobs: list[_Job]) -> None:
         t = time.perf_counter()
-        import ray
-
-        from emotune.features._ray import is_single_node, ray_init
-        from emotune.features._sets import BATCHED_SETS
+        from emotune.features._ray import ray_init
 
         ray_init(self.ray_address, num_cpus=self.num_cpus)
         self.timings["ray_start"] = time.perf_counter() - t
+        # SIGTERM as Ctrl-C again (ray.init installed its own, which prints a crash dump of the
+        # driver's stack): the batches committed so far stay.
+        try:
+            with _sigterm_as_interrupt():
+                self._run_tasks(jobs)
+        except KeyboardInterrupt:
+            raise BuildInterrupted(len(self.built), len(jobs), str(self.index.dir)) from None
+
+    def _run_tasks(self, jobs: list[_Job]) -> None:
+        import ray
+
+        from emotune.features._ray import is_single_node
+        from emotune.features._sets import BATCHED_SETS
+
         t = time.perf_counter()
         cpus = max(int(ray.cluster_resources().get("CPU", 1)), 1)
         size = max(1, min(_BATCH_MAX, math.ceil(len(jobs) / (cpus * 6))))
@@ -789,12 +911,12 @@ class _Build:
             if arrays is None:
                 failures += [(key, sha, reason) for key in keys]
                 continue
-            features += [(key, sha, *a) for key, a in zip(keys, arrays, strict=True)]
+            features += [(key, sha, *a, _digest(a[2])) for key, a in zip(keys, arrays, strict=True)]
             audio.append((sha, duration))
             self.built.update(s.path for s in job.states)
         with self.index.write() as db:
             db.executemany(
-                "INSERT OR REPLACE INTO features (key, sha, dtype, shape, data) VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO features (key, sha, dtype, shape, data, digest) VALUES (?, ?, ?, ?, ?, ?)",
                 features,
             )
             db.executemany("INSERT OR REPLACE INTO failures (key, sha, reason) VALUES (?, ?, ?)", failures)
@@ -833,10 +955,11 @@ def _extract_batch_here(
 
 def _read_or_none(path: str) -> bytes | None:
     """The file's bytes for a remote worker; None lets the worker report the read error itself."""
+    from emotune.features._audio import read_bytes
+
     try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
+        return read_bytes(path)
+    except AudioError:
         return None
 
 
@@ -899,7 +1022,7 @@ def _live_shas(db: sqlite3.Connection) -> set[str]:
     live, stale = set(), []
     for path, size, mtime_ns, sha in db.execute("SELECT path, size, mtime_ns, sha FROM stat").fetchall():
         try:
-            st = os.stat(path)
+            st = os.stat(_fs_path(path))
         except OSError:
             stale.append(path)
             continue

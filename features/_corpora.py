@@ -10,6 +10,13 @@ Supported layouts (a user's copy as it is usually laid out; every label comes fr
 - generic: ``<label>/<file>`` folders, or a labels CSV with ``path,label[,speaker][,gender]``.
 
 Scanning reads names only (no audio is opened), so it takes milliseconds for thousands of files.
+
+One scanning rule for every command that reads audio (:func:`scan` for the cache and the commands
+built on it, :func:`collect_audio` for ``predict``): only regular files (or links to them) are audio.
+A FIFO, a device, a socket, or a link to one of them (``x.wav -> /dev/zero``) is one failed path with
+its reason and is never opened; a dangling link or a link loop likewise. :func:`file_problem` states
+the rule for one path; the readers in :mod:`emotune.features._audio` check it again on the open
+file, so a path swapped in between is refused too.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import csv
 import errno
 import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +36,12 @@ from emotune.features._labels import canonical_emotion, is_emotion_word
 
 CORPORA: tuple[str, ...] = ("ravdess", "tess", "savee", "emodb", "cremad", "generic")
 AUDIO_EXTENSIONS: frozenset[str] = frozenset({".wav", ".aif", ".aiff", ".flac", ".ogg", ".mp3"})
+# The limits of a file read whole (see emotune.features._audio): 10 minutes of 16-bit stereo at
+# 96 kHz fit in the bytes, and any emotional-speech corpus's longest file many times over.
+MAX_FILE_BYTES = 256 * 1024 * 1024
+# Seconds of audio a file read whole may hold: decoding it and computing every feature set from it
+# peaks at about 1.4 GB (measured); predict --window reads longer recordings window by window.
+MAX_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -417,8 +431,13 @@ def _is_audio(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS
 
 
-def _collect(roots: Iterable[str]) -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str]]]:
-    """The audio files under ``roots`` (absolute, unique), the non-audio ones, the unusable paths."""
+def _collect(
+    roots: Iterable[str], *, any_named_file: bool = False
+) -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str]]]:
+    """The audio files under ``roots`` (absolute, unique), the non-audio ones, the unusable paths.
+
+    ``any_named_file``: a regular file named in ``roots`` is taken whatever its extension.
+    """
     files: dict[str, None] = {}  # ordered set
     unparsed: list[tuple[str, str]] = []
     failed: list[tuple[str, str]] = []
@@ -426,18 +445,80 @@ def _collect(roots: Iterable[str]) -> tuple[list[str], list[tuple[str, str]], li
     for root in roots:
         if os.path.isdir(root):
             _walk(root, files, failed, visited)
-        elif os.path.isfile(root):
-            if _is_audio(root):
-                files[root] = None
-            else:
-                unparsed.append(
-                    (root, f"not an audio file (extensions: {', '.join(sorted(AUDIO_EXTENSIONS))})")
-                )
-        elif os.path.islink(root):
-            failed.append((root, _link_problem(root)))
-        else:
+            continue
+        if not os.path.lexists(root):
             raise FeatureError(f"{root}: no such file or folder")
+        problem = file_problem(root)
+        if problem is not None:
+            failed.append((root, problem))
+        elif any_named_file or _is_audio(root):
+            files[root] = None
+        else:
+            unparsed.append((root, f"not an audio file (extensions: {', '.join(sorted(AUDIO_EXTENSIONS))})"))
     return list(files), unparsed, failed
+
+
+def collect_audio(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[str], list[tuple[str, str]]]:
+    """The files :func:`scan` would read under ``paths``, for commands that need no labels (predict).
+
+    Folders are walked as :func:`scan` walks them (audio extensions only); a regular file named in
+    ``paths`` is taken whatever its extension (its content decides whether it is audio).
+
+    Returns:
+        The files, spelled as ``paths`` spell them (a relative folder gives relative paths; in the
+        order of ``paths``, sorted within each folder), and ``(path, reason)`` for each path that
+        cannot be read: missing, not a regular file (a FIFO, a device, a socket, a link to one), a
+        dangling link or a loop, a folder that cannot be listed, a folder without audio files.
+    """
+    files: dict[str, None] = {}
+    errors: list[tuple[str, str]] = []
+    for p in paths:
+        text = os.fspath(p)
+        try:
+            found, _, failed = _collect([text], any_named_file=True)
+        except FeatureError:
+            errors.append((text, "no such file or folder"))
+            continue
+        if not found and not failed and os.path.isdir(text):
+            errors.append((os.fspath(p), "no audio files in this folder"))
+        files.update(dict.fromkeys(sorted(found)))
+        errors += sorted(failed)
+    return list(files), errors
+
+
+def file_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` is not a regular file that can be read as audio; None when it is one.
+
+    Links are followed (a link to a regular file is fine). The path is never opened.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if os.path.islink(path):
+            return _link_problem(os.fspath(path))
+        return f"cannot read ({exc.strerror or exc})"
+    except ValueError:  # a name the OS refuses (a NUL byte)
+        return "cannot read (invalid file name)"
+    return not_regular(st.st_mode, path)
+
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a folder"),
+)
+
+
+def not_regular(mode: int, path: str | os.PathLike[str] | None = None) -> str | None:
+    """Why a file of ``mode`` (from ``stat``) is refused as audio; None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _KINDS if test(mode)), "a special file")
+    if path is not None and os.path.islink(path):
+        kind += f" (the link leads to {os.path.realpath(path)})"
+    return f"{kind}, not a regular file: only regular files are read as audio"
 
 
 def _walk(root: str, files: dict[str, None], failed: list[tuple[str, str]], visited: set[str]) -> None:
@@ -468,8 +549,11 @@ def _walk(root: str, files: dict[str, None], failed: list[tuple[str, str]], visi
                     stack.append(entry.path)
                 elif _is_audio(entry.name) and entry.is_file():
                     files[entry.path] = None
-                elif entry.is_symlink() and (_is_audio(entry.name) or not os.path.exists(entry.path)):
+                elif entry.is_symlink() and not os.path.exists(entry.path):
                     failed.append((entry.path, _link_problem(entry.path)))
+                elif _is_audio(entry.name):  # a FIFO, a device, a socket, or a link to one
+                    reason = not_regular(entry.stat().st_mode, entry.path) or "cannot read"
+                    failed.append((entry.path, reason))
             except OSError as exc:
                 reason = _link_problem(entry.path) if entry.is_symlink() else exc.strerror or str(exc)
                 failed.append((entry.path, reason))

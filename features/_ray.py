@@ -23,10 +23,20 @@ of a local cluster this process started, unless ``$EMOTUNE_KEEP_RAY_LOGS`` is se
 may hold a secret (:data:`SECRET_ENV`) never reach Ray: not its runtime_env, not its workers'
 environment.
 
+Addresses. Before ``ray.init`` attaches, the address's GCS port (or Ray Client port for
+``ray://``) must accept a TCP connection within :data:`CONNECT_TIMEOUT_S` seconds: a mistyped
+address fails in seconds with one line naming it, where Ray itself would retry for minutes.
+
 numba. librosa JIT-compiles helpers with ``cache=True``; ``NUMBA_CACHE_DIR`` (default
 ``emotune_home()/numba``) points every process at one on-disk cache, so the compilation is paid
 once per machine, not once per worker. A local cluster inherits it from the environment; a cluster
-we attach to gets it through the job's ``runtime_env``.
+we attach to gets it through the job's ``runtime_env``. numba itself saves an entry by reading a
+function's index, adding to it and writing it back, with no lock: processes compiling the same
+function at once (a build's workers, plot and a search side by side) can leave an index that maps a
+signature to another signature's machine code, and every later process that loads it dies with
+SIGSEGV. :func:`guard_numba_cache` makes each save an exclusive and each load a shared ``flock`` on
+the index's own lock file, so that cannot happen; every process that extracts features (the build's
+tasks, predict, plot) calls it before its first compilation.
 """
 
 from __future__ import annotations
@@ -41,7 +51,16 @@ from typing import Any
 
 from emotune.features._home import emotune_home
 
-__all__ = ["auth_mode", "is_single_node", "node_name", "numba_env", "ray_init", "ray_shutdown"]
+__all__ = [
+    "auth_mode",
+    "check_reachable",
+    "guard_numba_cache",
+    "is_single_node",
+    "node_name",
+    "numba_env",
+    "ray_init",
+    "ray_shutdown",
+]
 
 _AUTH_ENV = "RAY_AUTH_MODE"
 # Environment variables that may hold a secret (a storage password, a manifest key): never handed to
@@ -50,6 +69,11 @@ _AUTH_ENV = "RAY_AUTH_MODE"
 KEEP_LOGS_ENV = "EMOTUNE_KEEP_RAY_LOGS"
 SECRET_ENV = frozenset({"EMOTUNE_STORAGE", "EMOTUNE_MANIFEST_KEY"})
 _NODE_NAMES: dict[str, str] = {}
+# Seconds a TCP connection to a cluster's address may take before it is declared unreachable.
+CONNECT_TIMEOUT_S = 5.0
+# Tries (about a second each) Ray makes to reach the GCS of a cluster it attaches to.
+_ATTACH_TRIES = 8
+_GUARDED = False
 
 
 def numba_env() -> dict[str, str]:
@@ -62,6 +86,99 @@ def numba_env() -> dict[str, str]:
     cache = os.environ.get("NUMBA_CACHE_DIR") or str(emotune_home() / "numba")
     Path(cache).mkdir(parents=True, exist_ok=True)
     return {"NUMBA_CACHE_DIR": cache}
+
+
+def guard_numba_cache() -> None:
+    """Serialise numba's cache index updates across processes (see the module docstring).
+
+    Idempotent and cheap after the first call; call it before the first JIT compilation of a
+    process. A numba without the expected cache class is left as it is.
+    """
+    global _GUARDED
+    if _GUARDED:
+        return
+    try:
+        from numba.core import caching
+    except ImportError:  # pragma: no cover - numba comes with librosa
+        return
+    cls = getattr(caching, "IndexDataCacheFile", None)
+    if cls is None or not all(hasattr(cls, name) for name in ("save", "load")):
+        return  # pragma: no cover - another numba: nothing to patch
+    save, load = cls.save, cls.load
+
+    def locked_save(self: Any, key: Any, data: Any) -> Any:
+        with _index_lock(self._index_path, exclusive=True):
+            return save(self, key, data)
+
+    def locked_load(self: Any, key: Any) -> Any:
+        with _index_lock(self._index_path, exclusive=False):
+            return load(self, key)
+
+    cls.save, cls.load = locked_save, locked_load
+    _GUARDED = True
+
+
+@contextlib.contextmanager
+def _index_lock(index_path: str, *, exclusive: bool) -> Any:
+    """``flock`` on ``<index>.lock`` beside a numba index; no lock where the folder is read-only."""
+    import fcntl
+
+    try:
+        fd = os.open(index_path + ".lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except OSError:  # a read-only cache: numba cannot save into it either
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def check_reachable(address: str, *, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail fast when nothing accepts a TCP connection at a Ray address.
+
+    Args:
+        address: ``host:port``, ``ray://host:port`` or ``auto`` (resolved as Ray resolves it).
+        timeout: Seconds to wait for the connection.
+
+    Raises:
+        FeatureError: the address is malformed, names no running cluster, or its port does not
+            accept a connection in time (one line, naming the address).
+    """
+    import socket
+
+    from emotune.features._errors import FeatureError
+
+    target = address.strip()
+    if target == "auto":
+        try:
+            from ray._private.services import canonicalize_bootstrap_address
+
+            found = canonicalize_bootstrap_address("auto")
+        except Exception as exc:  # ConnectionError: no cluster started on this machine
+            raise FeatureError(
+                f"--ray-address auto: no running Ray cluster found on this machine ({exc})"
+            ) from None
+        if not found:
+            raise FeatureError("--ray-address auto: no running Ray cluster found on this machine")
+        target = found
+    hostport = target.split("://", 1)[1] if "://" in target else target
+    host, sep, port_text = hostport.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise FeatureError(
+            f"Ray address {address!r}: expected host:port (e.g. 10.0.0.5:6379) or ray://host:port"
+        )
+    try:
+        with socket.create_connection((host, int(port_text)), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError | socket.timeout) else (exc.strerror or str(exc))
+        raise FeatureError(
+            f"no Ray cluster at {address}: cannot connect to {host}:{port_text} ({reason} after at most "
+            f"{timeout:g} s); check --ray-address / RAY_ADDRESS"
+        ) from None
 
 
 def auth_mode(address: str | None) -> str:
@@ -91,7 +208,8 @@ def ray_init(address: str | None = None, *, num_cpus: int | None = None) -> None
             cluster's resources are what its nodes declared.
 
     Raises:
-        FeatureError: ``num_cpus`` is not a positive integer.
+        FeatureError: ``num_cpus`` is not a positive integer, or nothing accepts a connection at the
+            address within :data:`CONNECT_TIMEOUT_S` seconds (see :func:`check_reachable`).
 
     Example:
         >>> ray_init(num_cpus=2)  # doctest: +SKIP
@@ -105,6 +223,8 @@ def ray_init(address: str | None = None, *, num_cpus: int | None = None) -> None
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is not None:
+        check_reachable(address)
     os.environ[_AUTH_ENV] = auth_mode(address)
     # Ray reports usage statistics by default; a library call should not phone home unless asked.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -149,6 +269,11 @@ def _attach(address: str, env: dict[str, str], kwargs: dict[str, Any]) -> None:
     from emotune.features._errors import FeatureError
 
     mode = os.environ.get(_AUTH_ENV, "")
+    # Ray retries a GCS that answers but is not Ray's for about 20 s (one try a second); a running
+    # cluster answers the first. The user's own setting is respected.
+    wait = "RAY_gcs_server_port_wait_time_s"
+    own_wait = wait in os.environ
+    os.environ.setdefault(wait, str(_ATTACH_TRIES))
     with tempfile.TemporaryFile() as log:
         saved = os.dup(2)
         sys.stderr.flush()
@@ -162,6 +287,8 @@ def _attach(address: str, env: dict[str, str], kwargs: dict[str, Any]) -> None:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
+            if not own_wait:
+                os.environ.pop(wait, None)
         log.seek(0)
         said = log.read().decode(errors="replace")
     if error is not None:
@@ -169,9 +296,11 @@ def _attach(address: str, env: dict[str, str], kwargs: dict[str, Any]) -> None:
             raise FeatureError(
                 f"the Ray cluster at {address} refused this driver (RAY_AUTH_MODE={mode}): {_AUTH_HINT}"
             ) from None
-        sys.stderr.write(said)
+        if os.environ.get("EMOTUNE_DEBUG"):  # Ray's retries, one line a second: not for users
+            sys.stderr.write(said)
         raise FeatureError(
             f"cannot attach to the Ray cluster at {address}: {error}".splitlines()[0]
+            + f" (something answers there, but no Ray GCS within {_ATTACH_TRIES} tries)"
         ) from None
     sys.stderr.write(said)
     if mode == "token":
@@ -222,16 +351,32 @@ def is_single_node() -> bool:
     return all(node["NodeID"] == here for node in ray.nodes() if node.get("Alive"))
 
 
-def ray_shutdown() -> None:
+def ray_shutdown(*, quiet: bool = False) -> None:
     """Disconnect from Ray, stopping a local cluster this process started, without the slow path.
 
     ``ray.shutdown()`` gives each of its processes one second to exit after SIGTERM; the autoscaler
     monitor of a local cluster always takes the full second. It holds nothing worth saving, so it
     is killed outright first; everything else goes through ``ray.shutdown()``.
+
+    Args:
+        quiet: Silence what Ray's native code logs on stderr meanwhile (after an interruption, its
+            complaints about tasks cut short are no news to the user).
     """
     import ray
 
     if not ray.is_initialized():
+        return
+    if quiet:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        try:
+            ray_shutdown()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
         return
     session: str | None = None
     try:  # private API: only an optimisation, never an error

@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `emotune` console script."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # A file name that is not UTF-8 is printed as its own bytes, never a UnicodeEncodeError.
+    getattr(sys.stdout, "reconfigure", lambda **_: None)(errors="surrogateescape")
     quiet_library_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)

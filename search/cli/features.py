@@ -11,19 +11,22 @@ import sys
 import time
 from typing import Any
 
-from emotune.features._corpora import CORPORA
+from emotune.features._corpora import CORPORA, MAX_FILE_BYTES, MAX_SECONDS
 from emotune.search.cli.options import POSITIVE, SEED, integer
 
 _START = time.perf_counter()  # close to process start: the CLI imports this module first thing
 
 _SYNTH_EXAMPLE = "example: emotune corpus synth demo-data --actors 4 --seed 0"
-_BUILD_EXAMPLE = """examples:
+_BUILD_EXAMPLE = f"""examples:
   emotune features build ../shared/data                    # classic, every corpus found
   emotune features build data/ravdess --set classic --set mfcc_seq --json
   emotune features build my-wavs --labels labels.csv --set all --ray-address 10.0.0.5:6379
   emotune features build data/ravdess --set vgg16_bottleneck --vgg16-weights vgg16-397923af.pth
 
 A rebuild computes only new or changed files; unchanged files are not even read.
+Only regular files are read: a FIFO, a device or a socket (or a link to one) is one failed file.
+A file holds at most {MAX_FILE_BYTES >> 20} MiB and {MAX_SECONDS:.0f} s of audio. Ctrl-C or SIGTERM keeps what
+was built (exit 130): run the same command again to resume. A damaged cache entry is computed again.
 Exit code 1 when nothing could be built, or with --strict when any file failed.
 
 environment: EMOTUNE_HOME (default cache folder), RAY_ADDRESS (cluster to attach to),
@@ -167,19 +170,31 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _build(args: argparse.Namespace) -> int:
     from emotune.features import EmotuneError, build
+    from emotune.features._cache import BuildInterrupted
 
     started = time.perf_counter()
-    report = build(
-        args.data,
-        sets=args.sets or ["classic"],
-        cache_dir=args.cache,
-        ray_address=args.ray_address,
-        num_cpus=args.num_cpus,
-        progress=not (args.json or args.no_progress),
-        corpus=args.corpus,
-        labels=args.labels,
-        vgg16_weights=args.vgg16_weights,
-    )
+    try:
+        report = build(
+            args.data,
+            sets=args.sets or ["classic"],
+            cache_dir=args.cache,
+            ray_address=args.ray_address,
+            num_cpus=args.num_cpus,
+            progress=not (args.json or args.no_progress),
+            corpus=args.corpus,
+            labels=args.labels,
+            vgg16_weights=args.vgg16_weights,
+        )
+    except BuildInterrupted as stop:  # Ctrl-C or SIGTERM: what was committed stays
+        from emotune.features._ray import ray_shutdown
+
+        ray_shutdown(quiet=True)
+        print(
+            f"emotune: interrupted after {stop.built} of {stop.jobs} files were computed (kept in "
+            f"{stop.cache}); run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
     if "ray_start" in report.timings:
         from emotune.features._ray import ray_shutdown
 
@@ -192,6 +207,8 @@ def _build(args: argparse.Namespace) -> int:
         report.timings["ray_stop"] = time.perf_counter() - t
     report.timings["cli"] = time.perf_counter() - _START
     if args.json:
+        from emotune.search._text import json_clean
+
         out = {
             "files": report.files,
             "built": report.built,
@@ -203,7 +220,7 @@ def _build(args: argparse.Namespace) -> int:
             "unparsed": [{"path": p, "reason": r} for p, r in report.unparsed],
             "timings": {k: round(v, 4) for k, v in report.timings.items()},
         }
-        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        sys.stdout.write(json.dumps(json_clean(out), indent=2) + "\n")
     else:
         _summary(report)
     if report.files == 0:

@@ -4,11 +4,17 @@ Everything is computed from what the feature cache computes: the file is decoded
 :func:`emotune.features.read_audio` at the feature sets' sample rate, and the spectrogram is the
 cache's own short-time Fourier transform (Hann window, ``n_fft=2048``, ``hop_length=512``, centred),
 with the MFCCs of ``mfcc_seq`` taken from it. So what is drawn is what the models see.
+
+Only the first :data:`MAX_SECONDS` seconds of a file are read and drawn (said on stderr and in the
+page's title when the file is longer): a one-hour recording is drawn in the memory and time of a
+minute, not tens of gigabytes. The file is read by the one scanning rule of
+:mod:`emotune.features._corpora` (regular files only).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +41,8 @@ LIFTER_FRACTION = 0.6
 MIN_LIFTER_SECONDS = 0.0012
 FORMANT_MAX_HZ = 5000.0
 MAX_FORMANTS = 5
+# Seconds of a recording that are read and drawn; a longer file is drawn from its beginning.
+MAX_SECONDS = 30.0
 
 
 @dataclass
@@ -51,6 +59,7 @@ class Recording:
         loudest: Index of the frame with the most energy.
         envelope_db: [shape=(1 + n_fft // 2,)] the loudest frame's cepstrally smoothed log spectrum.
         formants: Frequencies (Hz) of the envelope's peaks below ``FORMANT_MAX_HZ``.
+        duration: The whole file's length in seconds (``y`` holds at most :data:`MAX_SECONDS`).
     """
 
     path: str
@@ -63,6 +72,12 @@ class Recording:
     loudest: int
     envelope_db: np.ndarray
     formants: list[float]
+    duration: float = 0.0
+
+    @property
+    def truncated(self) -> bool:
+        """Whether only the beginning of the file was read (it is longer than :data:`MAX_SECONDS`)."""
+        return self.duration > len(self.y) / self.sr + 1.0 / self.sr
 
     @property
     def frequencies(self) -> np.ndarray:
@@ -75,17 +90,20 @@ class Recording:
 
 
 def analyse(path: str | os.PathLike[str]) -> Recording:
-    """Decode a file and analyse it with the feature cache's own STFT and MFCC code.
+    """Decode a file's first :data:`MAX_SECONDS` seconds and analyse them with the feature cache's own
+    STFT and MFCC code.
 
     Raises:
         AudioError: the file is no usable audio (one line).
     """
-    from emotune.features import read_audio
     from emotune.features._analysis import Analysis
+    from emotune.features._audio import read_head
+    from emotune.features._ray import guard_numba_cache
     from emotune.features._sets import feature_params
 
+    guard_numba_cache()
     p = feature_params("mfcc_seq")
-    y = read_audio(path, sr=p["sr"])
+    y, duration = read_head(path, sr=p["sr"], seconds=MAX_SECONDS)
     an = Analysis(
         np.ascontiguousarray(y, dtype=np.float32), sr=p["sr"], n_fft=p["n_fft"], hop_length=p["hop_length"]
     )
@@ -105,6 +123,7 @@ def analyse(path: str | os.PathLike[str]) -> Recording:
         loudest=loudest,
         envelope_db=envelope,
         formants=peaks,
+        duration=duration,
     )
 
 
@@ -282,7 +301,10 @@ def figures(r: Recording) -> dict[str, bytes]:
     axes = page.subplots(3, 2)
     for ax, name in zip(axes.flat, FIGURES, strict=True):
         _DRAW[name](ax, r)
-    page.suptitle(Path(r.path).name)
+    title = Path(r.path).name
+    if r.truncated:
+        title += f" (first {len(r.y) / r.sr:.0f} s of {r.duration:.1f} s)"
+    page.suptitle(title)
     out[PAGE] = png_bytes(page)
     return out
 
@@ -300,5 +322,10 @@ def plot_recording(path: str | os.PathLike[str], out: str | os.PathLike[str]) ->
         >>> plot_recording("Actor_01/03-01-05-01-01-01-01.wav", "figures")  # doctest: +SKIP
     """
     r = analyse(path)  # a file that is no audio fails before any folder is made
+    if r.truncated:
+        print(
+            f"emotune: {os.fsdecode(path)} is {r.duration:.1f} s long: drawing its first {MAX_SECONDS:.0f} s",
+            file=sys.stderr,
+        )
     folder = out_dir(out)
     return {name: write_atomic(folder / f"{name}.png", data) for name, data in figures(r).items()}

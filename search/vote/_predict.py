@@ -8,13 +8,19 @@ least :data:`MIN_SPEAKER_FILES` readable files is normalised with its own statis
 (``"speaker_norm": "speaker"``); any other file with the training part's pooled statistics stored
 in the manifest (``"training"``). A model without speaker normalisation reports ``"none"``.
 
-``window``: long recordings are cut into windows of that many seconds (the last part joins the
-previous window when shorter than half a window); every window is classified and the file's
-probabilities are the mean of its windows'. With speaker normalisation, a speaker's statistics come
-from all windows of that speaker's files.
+``window``: long recordings are cut into windows of that many seconds (at least
+:data:`MIN_WINDOW_SECONDS`; the last part joins the previous window when shorter than half a
+window); every window is classified and the file's probabilities are the mean of its windows'. The
+file is read window by window (:func:`emotune.features._audio.read_windows`), so a recording of any
+length is classified in memory bounded by one window. Without a window a file is read whole, up to
+:data:`emotune.features._audio.MAX_SECONDS` seconds (a longer one is refused, naming the limit and
+``--window``). With speaker normalisation, a speaker's statistics come from all windows of that
+speaker's files.
 
-A file that cannot be read or analysed is reported (path and reason) and skipped; the others are
-still classified.
+Files are found by the one scanning rule of :mod:`emotune.features._corpora`: only regular files are
+read; a FIFO, a device (``x.wav -> /dev/zero``) or a socket is reported and never opened. A file that
+cannot be read or analysed is reported (path and reason) and skipped; the others are still
+classified.
 """
 
 from __future__ import annotations
@@ -29,8 +35,14 @@ from typing import Any
 import numpy as np
 
 from emotune.features import EmotuneError
+from emotune.features._audio import windows_of
+
+__all__ = ["MIN_SPEAKER_FILES", "MIN_WINDOW_SECONDS", "collect_files", "predict", "windows_of"]
 
 MIN_SPEAKER_FILES = 5
+# The shortest window classified: a few syllables. Shorter ones hold a handful of STFT frames
+# (one frame is 2048 samples, 93 ms at 22,050 Hz), whose statistics say nothing about emotion.
+MIN_WINDOW_SECONDS = 0.5
 
 
 class PredictError(EmotuneError):
@@ -69,34 +81,15 @@ class PredictResult:
 
 
 def collect_files(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[str], list[tuple[str, str]]]:
-    """Audio files under ``paths`` (folders walked, hidden entries skipped) and missing paths.
+    """Audio files under ``paths`` by the one scanning rule, and the paths that cannot be read.
 
-    A file named explicitly is always tried (its content decides whether it is audio); inside folders,
-    files with an audio extension are taken.
+    A regular file named explicitly is always tried (its content decides whether it is audio);
+    inside folders, files with an audio extension are taken. See
+    :func:`emotune.features._corpora.collect_audio`.
     """
-    from emotune.features._corpora import AUDIO_EXTENSIONS
+    from emotune.features._corpora import collect_audio
 
-    files: dict[str, None] = {}
-    errors: list[tuple[str, str]] = []
-    for p in paths:
-        text = os.fspath(p)
-        if os.path.isdir(text):
-            found = []
-            for root, dirs, names in os.walk(text, followlinks=True):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                found += [
-                    os.path.join(root, n)
-                    for n in names
-                    if not n.startswith(".") and os.path.splitext(n)[1].lower() in AUDIO_EXTENSIONS
-                ]
-            if not found:
-                errors.append((text, "no audio files in this folder"))
-            files.update(dict.fromkeys(sorted(found)))
-        elif os.path.isfile(text):
-            files[text] = None
-        else:
-            errors.append((text, "no such file or folder"))
-    return list(files), errors
+    return collect_audio(paths)
 
 
 def speakers_of(files: Sequence[str]) -> dict[str, str]:
@@ -114,21 +107,6 @@ def speakers_of(files: Sequence[str]) -> dict[str, str]:
         if not r.speaker.endswith(":unknown"):
             out[os.path.abspath(r.path)] = r.speaker
     return {f: out[os.path.abspath(f)] for f in files if os.path.abspath(f) in out}
-
-
-def windows_of(n_samples: int, sr: int, seconds: float) -> list[tuple[int, int]]:
-    """``[(start, end), ...]`` sample ranges: windows of ``seconds``; a short tail joins the last one."""
-    size = max(1, int(round(seconds * sr)))
-    bounds: list[tuple[int, int]] = []
-    start = 0
-    while start < n_samples:
-        end = min(start + size, n_samples)
-        if bounds and end - start < size / 2:
-            bounds[-1] = (bounds[-1][0], end)
-        else:
-            bounds.append((start, end))
-        start = end
-    return bounds or [(0, n_samples)]
 
 
 def _stft_groups(inputs: dict[str, Any]) -> list[tuple[int, list[str]]]:
@@ -149,15 +127,24 @@ def extract_for(
         AudioError / FeatureError: the file cannot be read or analysed.
     """
     from emotune.features import extract, read_audio
+    from emotune.features._audio import read_windows
+    from emotune.features._ray import guard_numba_cache
 
+    guard_numba_cache()
     out: dict[str, np.ndarray] = {}
     spans: list[tuple[float, float]] = []
     for sr, keys in _stft_groups(inputs):
-        y = read_audio(path, sr=sr)
-        bounds = windows_of(len(y), sr, window) if window else [(0, len(y))]
-        spans = [(a / sr, b / sr) for a, b in bounds]
         params = [inputs[k]["feature_params"] for k in keys]
-        per_window = [extract(y[a:b], sr, params) for a, b in bounds]
+        per_window: list[list[np.ndarray]] = []
+        if window:
+            spans = []
+            for start, end, y in read_windows(path, sr=sr, seconds=window):
+                spans.append((start, end))
+                per_window.append(extract(y, sr, params))
+        else:
+            y = read_audio(path, sr=sr)
+            spans = [(0.0, len(y) / sr)]
+            per_window.append(extract(y, sr, params))
         for j, key in enumerate(keys):
             out[key] = np.stack([feats[j] for feats in per_window])
     return out, spans
@@ -231,12 +218,15 @@ def predict(
 
     Raises:
         ModelDirError: the model directory is refused (checksums, files, feature version).
-        PredictError: ``window`` is not positive.
+        PredictError: ``window`` is shorter than :data:`MIN_WINDOW_SECONDS`.
     """
     from emotune.search.vote._modeldir import load
 
-    if window is not None and not window > 0:
-        raise PredictError(f"--window {window}: must be a positive number of seconds")
+    if window is not None and not window >= MIN_WINDOW_SECONDS:
+        raise PredictError(
+            f"--window {window:g}: windows shorter than {MIN_WINDOW_SECONDS:g} s hold too few frames to "
+            f"classify; the smallest window is {MIN_WINDOW_SECONDS:g} s"
+        )
     voter, manifest = load(model_dir)
     classes = [str(c) for c in manifest["classes"]]
     inputs: dict[str, Any] = manifest["inputs"]

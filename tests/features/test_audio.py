@@ -179,7 +179,7 @@ def test_not_audio(tmp_path: Path, content: bytes) -> None:
 def test_missing_file_and_directory(tmp_path: Path) -> None:
     with pytest.raises(AudioError, match="cannot read"):
         read_audio(tmp_path / "missing.wav")
-    with pytest.raises(AudioError, match="cannot read"):
+    with pytest.raises(AudioError, match="a folder, not a regular file"):
         read_audio(tmp_path)
 
 
