@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from emotune.features import EmotuneError
@@ -127,8 +128,6 @@ class Outputs:
     """
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from pathlib import Path
-
         self.targets: list[tuple[str, Path]] = []  # (option, absolute path)
         self.new: list[Path] = []
         out = "OUT" if getattr(args, "corpus_command", None) else "--out"  # corpus synth OUT
@@ -175,10 +174,22 @@ class Outputs:
             raise OutputError(f"{option} {path}: cannot write{where}: {why}; write elsewhere")
 
     def discard(self) -> None:
-        """Remove what the command created at its new targets (nothing when it created nothing)."""
+        """Remove what the command created at its new targets (nothing when it created nothing).
+
+        A target that came to hold the emotune home (``EMOTUNE_HOME=out/home``: the embedded
+        server's data, the cache) is left alone.
+        """
         import shutil
 
+        try:
+            from emotune.features._home import home_path
+
+            home: Path | None = home_path()
+        except EmotuneError:
+            home = None
         for path in self.new:
+            if home is not None and home.is_relative_to(path):
+                continue
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
             elif os.path.lexists(path):

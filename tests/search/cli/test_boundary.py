@@ -223,3 +223,14 @@ def test_json_to_a_full_standard_output_is_one_line():
         line
         == "emotune: error: standard output: no space left on the device (ENOSPC); free space there or write elsewhere"
     )
+
+
+def test_a_failed_command_keeps_a_new_target_that_holds_the_emotune_home(
+    run_cli, tmp_path, ravdess, monkeypatch
+):
+    few = [str(p) for p in sorted((ravdess / "Actor_01").glob("*.wav"))[:3]]
+    out = tmp_path / "out"
+    monkeypatch.setenv("EMOTUNE_HOME", str(out / "home"))  # the cache (and a server's data) live there
+    proc = run_cli("explore", *few, "--out", out, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert (out / "home" / "cache").is_dir()
