@@ -182,9 +182,15 @@ def test_features_build_into_a_read_only_folder(cli, disk, ravdess):
     assert_nothing_written(d.path)
 
 
-def test_search_with_its_cache_on_a_full_disk_creates_no_study(cli, disk, ravdess, pg_url):
+@pytest.mark.parametrize("state", ["full", "read-only"])
+def test_search_with_its_cache_on_a_full_or_read_only_disk_creates_no_study(
+    state, cli, disk, ravdess, pg_url
+):
     d = disk()
-    d.fill(leave=0)
+    if state == "full":
+        d.fill()
+    else:
+        d.read_only()
     name = f"test-disk-search-{uuid.uuid4().hex[:8]}"
     proc = cli(
         "search", "logreg", "--study", name, "--data", ravdess, "--trials", "2",
