@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from emotune.features import EmotuneError
 from emotune.search import _storage as st
 from emotune.search._study import StudyError
 from emotune.search._text import json_clean
@@ -38,8 +40,15 @@ def library_versions() -> dict[str, str]:
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write a file so that a reader sees the old or the new content, never a part."""
+    """Write a file so that a reader sees the old or the new content, never a part.
+
+    A failed write (a full disk, a read-only folder) leaves no temporary file and raises the
+    :class:`OSError`, naming ``path``; a ``path`` that is a folder is refused before anything is
+    written.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -48,8 +57,10 @@ def write_atomic(path: str | Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename in (None, tmp):
+            exc.filename = str(path)  # the file the user asked for, not the temporary one
         raise
 
 
@@ -138,9 +149,63 @@ def delete_study(url: str, name: str) -> None:
         eng.dispose()
 
 
+class DashboardError(EmotuneError):
+    """The dashboard cannot listen where it was told to (one line naming host and port)."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or a name) reaches this machine only (127.0.0.0/8, ::1)."""
+    import ipaddress
+    import socket
+
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(str(i[4][0]).split("%")[0]).is_loopback for i in infos)
+
+
+def check_listen(host: str, port: int) -> None:
+    """Bind ``host:port`` once and let go, so a taken port or a foreign address is one line up front.
+
+    The server binds the same way (``SO_REUSEADDR``, as :mod:`wsgiref`'s server does), so a port in
+    TIME_WAIT passes here and there alike.
+
+    Raises:
+        DashboardError: The host is unknown, not an address of this machine, or the port is in use.
+    """
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise DashboardError(f"--host {host}: unknown host ({exc.strerror or exc})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(address)
+        except OSError as exc:
+            hint = "; choose another --port" if exc.errno == errno.EADDRINUSE else ""
+            raise DashboardError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
+
+
 def serve_dashboard(url: str, *, host: str = "127.0.0.1", port: int = 8080) -> None:
-    """optuna-dashboard on the same storage (schema created first: it crashes on an empty database)."""
+    """optuna-dashboard on the same storage (schema created first: it crashes on an empty database).
+
+    optuna-dashboard has no authentication: whoever reaches ``host:port`` can read, change and
+    delete studies. The CLI warns when ``host`` is not a loopback address.
+    """
     from optuna_dashboard import run_server
 
     st.ensure_schema(url)
-    run_server(st.make_storage(url, heartbeat=False), host=host, port=port)
+    try:
+        run_server(st.make_storage(url, heartbeat=False), host=host, port=port)
+    except OSError as exc:  # taken between check_listen and the server's bind
+        if exc.filename is None:
+            exc.filename = f"{host}:{port}"
+        raise

@@ -2,18 +2,23 @@
 
 Each group of commands lives in its own module with a ``register(subparsers)`` function; every
 subcommand sets ``func(args) -> int``. Expected failures raise :class:`EmotuneError` and are printed
-as one line (exit 1); usage errors exit 2; anything else is a bug and keeps its traceback.
+as one line (exit 1); so are errors the machine causes (a full disk, a read-only or forbidden
+folder, a port in use: :func:`emotune.features._errors.environment_error`), also when they happen
+while writing standard output. Usage errors exit 2; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
 
 from emotune.features import EmotuneError
+from emotune.features._errors import environment_error
 from emotune.search._text import emotune_version
+from emotune.search.cli._common import Outputs, stdout_file, stdout_name
 from emotune.search.cli.options import Parser
 
 _GROUPS = (
@@ -50,26 +55,77 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     ray_was_up = _ray_is_up()
+    outputs = Outputs(args)
+    code = 1
     try:
+        outputs.check()
         code = int(args.func(args) or 0)
+        _flush_stdout()  # a full disk under a redirected stdout shows here: one line too
     except EmotuneError as exc:
-        if os.environ.get("EMOTUNE_DEBUG"):
-            _print_traceback()
-        print(f"emotune: error: {one_line(exc)}", file=sys.stderr)
+        _error(one_line(exc))
         code = 1
     except KeyboardInterrupt:
         print("emotune: interrupted", file=sys.stderr)
         code = 130
-    except Exception:  # a bug: keep its traceback, but never a password
-        _print_traceback()
+    except Exception as exc:
+        line = environment_error(
+            exc, cache=_cache_of(args), targets=[*outputs.paths, *filter(None, [stdout_file()])]
+        )
+        if line is None:  # a bug: keep its traceback, but never a password
+            _print_traceback()
+        else:
+            _error(one_line(line))
         code = 1
     finally:
+        if code != 0:  # nothing half-written where the output was to go
+            outputs.discard()
         if not ray_was_up and _ray_is_up():  # stop the Ray this command started, remove its session
             from emotune.features._ray import ray_shutdown
 
             ray_shutdown()
-    sys.stdout.flush()
     return code
+
+
+def _error(line: str) -> None:
+    """Print one error line (the traceback too with EMOTUNE_DEBUG); drop stdout's unwritable rest."""
+    if os.environ.get("EMOTUNE_DEBUG"):
+        _print_traceback()
+    print(f"emotune: error: {line}", file=sys.stderr)
+    _settle_stdout()
+
+
+def _settle_stdout() -> None:
+    """After a failed write to stdout (a full disk behind ``> file``), point it at /dev/null.
+
+    Otherwise the interpreter's final flush retries the buffered rest and prints a second error.
+    """
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, sys.stdout.fileno())
+            os.close(null)
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        exc.filename = exc.filename or stdout_name()
+        raise
+
+
+def _cache_of(args: argparse.Namespace) -> str | None:
+    """The feature cache folder a command used (``--cache``, else the default), for error lines."""
+    if getattr(args, "cache", None):
+        return str(args.cache)
+    try:
+        from emotune.features._home import home_path
+
+        return str(home_path() / "cache")
+    except Exception:  # EMOTUNE_HOME unusable: the error line names the rest
+        return None
 
 
 def _ray_is_up() -> bool:
@@ -87,7 +143,7 @@ def quiet_library_warnings() -> None:
         warnings.filterwarnings("ignore", category=UserWarning, module=r"sklearn(\.|$)")
 
 
-def one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException | str) -> str:
     """The first line of an error's message: passwords masked, terminal colour codes removed."""
     import re
 

@@ -168,11 +168,16 @@ def _register_dashboard(sub: argparse._SubParsersAction) -> None:  # type: ignor
     p = sub.add_parser(
         "dashboard",
         help="optuna-dashboard on the same storage",
-        description="Serve optuna-dashboard on the study storage (bound to 127.0.0.1 unless --host).",
+        description="Serve optuna-dashboard on the study storage (bound to 127.0.0.1 unless --host). "
+        "optuna-dashboard has no authentication: any other --host starts with a warning.",
         epilog="example: emotune dashboard --port 8080",
     )
     p.add_argument("--port", type=PORT, default=8080, help="TCP port, 1..65535 (default 8080)")
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to bind (default 127.0.0.1; anything else exposes unauthenticated studies)",
+    )
     add_storage(p)
     p.set_defaults(func=cmd_dashboard)
 
@@ -344,9 +349,17 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from emotune.search._export import serve_dashboard
+    from emotune.search._export import check_listen, is_loopback, serve_dashboard
     from emotune.search._storage import redact, resolve_url
 
+    check_listen(args.host, args.port)  # before the storage: that may start a server
+    if not is_loopback(args.host):
+        print(
+            f"emotune: warning: optuna-dashboard has no authentication: anyone who reaches {args.host}:{args.port} "
+            "can read, change and delete every study; bind 127.0.0.1 (the default) and tunnel to it "
+            "(ssh -L 8080:127.0.0.1:8080 HOST) unless every machine on this network is trusted",
+            file=sys.stderr,
+        )
     url = resolve_url(args.storage)
     print(
         f"emotune: optuna-dashboard on {redact(url)} at http://{args.host}:{args.port}/ (Ctrl-C stops)",
