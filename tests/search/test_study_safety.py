@@ -439,3 +439,83 @@ def test_a_server_without_room_for_one_worker_is_refused_with_the_arithmetic(
     assert "3 worker(s) need up to 3 x 3 + 5 = 14 connections" in line, line
     assert "allows 7 more (the role's CONNECTION LIMIT 7 - 0 in use)" in line and "not even 1 worker" in line
     assert _sql(url, "SELECT 1") == [], "nothing was created in the storage"
+
+
+# --- kill -9 of a search leaves no local Ray behind -----------------------------------------------
+
+
+def _descendants(pid: int) -> dict[int, str]:
+    """pid -> command name of every process under ``pid`` (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parents[int(entry)] = int(
+                    Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]
+                )
+            except (OSError, IndexError, ValueError):
+                pass
+    found, todo = {}, [pid]
+    while todo:
+        p = todo.pop()
+        for child, parent in parents.items():
+            if parent == p and child not in found:
+                found[child] = _comm(child)
+                todo.append(child)
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` exists and is no zombie (a dead child its new parent has not reaped yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def test_kill_9_of_a_search_takes_its_local_ray_with_it(ravdess, feature_cache, pg_url, study_name, tmp_path):
+    env = {
+        **os.environ,
+        "EMOTUNE_HOME": str(tmp_path / "home"),
+        "EMOTUNE_HEARTBEAT_S": "1",
+        "EMOTUNE_GRACE_S": "3",
+    }
+    env.pop("RAY_ADDRESS", None)  # a local cluster of its own
+    search = subprocess.Popen(
+        [EMOTUNE, "search", "logreg", "--study", study_name, "--data", str(ravdess), "--trials", "500"]
+        + ["--workers", "2", "--num-cpus", "2", "--timeout", "240", "--cache", str(feature_cache)]
+        + ["--storage", pg_url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 240
+        while not st.search_activity(pg_url, study_name, grace=3)["running"]:
+            assert time.time() < deadline and search.poll() is None, "the search ran no trial"
+            time.sleep(0.5)
+        time.sleep(3)  # the raylet's agents are up by now
+        ray_procs = _descendants(search.pid)
+        assert any("raylet" in c for c in ray_procs.values()), ray_procs
+        search.kill()
+        search.wait()
+        t0 = time.time()
+        alive = dict(ray_procs)
+        while alive and time.time() - t0 < 60:
+            time.sleep(0.5)
+            alive = {p: c for p, c in alive.items() if _running(p) and _comm(p) == c}
+        took = time.time() - t0
+    finally:
+        if search.poll() is None:
+            search.kill()
+    # Before: the dashboard and runtime-env agents (about 180 MB) lived on for about 64 s.
+    assert not alive, f"still alive {took:.0f} s after kill -9: {alive}"
+    assert took < 15, took
