@@ -122,26 +122,35 @@ def test_delete_refuses_while_a_worker_of_the_study_lives_between_trials(make_st
     assert _study_rows(pg_url, name) == (0, 0)
 
 
+def _start_search(
+    args: list[object], *, env: dict[str, str], pg_url: str, study: str, err: Path
+) -> subprocess.Popen[bytes]:
+    """``emotune search ARGS`` (2 workers, many trials) in the background, stderr to the file ``err``,
+    once a trial of it runs."""
+    with err.open("wb") as sink:
+        search = subprocess.Popen(
+            [EMOTUNE, "search", *map(str, args), "--trials", "500", "--workers", "2", "--timeout", "240"],
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+            env=env,
+            start_new_session=True,
+        )
+    deadline = time.time() + 240
+    while not st.search_activity(pg_url, study, grace=3)["running"]:
+        if time.time() > deadline or search.poll() is not None:
+            search.kill()
+            search.wait()
+            pytest.fail(f"the search ran no trial: {err.read_text()[-2000:]}")
+        time.sleep(0.5)
+    return search
+
+
 def test_delete_of_a_running_search_refuses_then_force_deletes_it_whole_and_the_search_ends_in_one_line(
-    ravdess, feature_cache, search_env, pg_url, study_name, run_cli
+    ravdess, feature_cache, search_env, pg_url, study_name, run_cli, tmp_path
 ):
-    search = subprocess.Popen(
-        [EMOTUNE, "search", "mlp", "--study", study_name, "--data", str(ravdess), "--trials", "300"]
-        + ["--workers", "2", "--timeout", "240", "--cache", str(feature_cache), "--storage", pg_url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=search_env,
-    )
+    args = ["mlp", "--study", study_name, "--data", ravdess, "--cache", feature_cache, "--storage", pg_url]
+    search = _start_search(args, env=search_env, pg_url=pg_url, study=study_name, err=tmp_path / "err")
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            if st.search_activity(pg_url, study_name, grace=3)["running"]:
-                break
-            assert search.poll() is None, search.communicate()[1]
-            time.sleep(0.5)
-        else:
-            pytest.fail("no trial started")
         refused = run_cli("studies", "delete", study_name, "--storage", pg_url, env=search_env)
         assert refused.returncode == 1, refused.stderr
         assert "--force" in _one_line(refused.stderr)
@@ -152,11 +161,12 @@ def test_delete_of_a_running_search_refuses_then_force_deletes_it_whole_and_the_
 
         forced = run_cli("studies", "delete", study_name, "--force", "--storage", pg_url, env=search_env)
         assert forced.returncode == 0, forced.stderr
-        _, err = search.communicate(timeout=120)
+        search.wait(timeout=120)
     finally:
         if search.poll() is None:
             search.kill()
-            search.communicate()
+            search.wait()
+    err = (tmp_path / "err").read_text()
     assert search.returncode == 1, err
     last = _lines(err)[-1]
     assert "was deleted while this search ran" in last and study_name in last, err
@@ -488,20 +498,11 @@ def test_kill_9_of_a_search_takes_its_local_ray_with_it(ravdess, feature_cache, 
         "EMOTUNE_GRACE_S": "3",
     }
     env.pop("RAY_ADDRESS", None)  # a local cluster of its own
-    search = subprocess.Popen(
-        [EMOTUNE, "search", "logreg", "--study", study_name, "--data", str(ravdess), "--trials", "500"]
-        + ["--workers", "2", "--num-cpus", "2", "--timeout", "240", "--cache", str(feature_cache)]
-        + ["--storage", pg_url],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        start_new_session=True,
+    args = ["logreg", "--study", study_name, "--data", ravdess, "--cache", feature_cache, "--storage", pg_url]
+    search = _start_search(
+        [*args, "--num-cpus", "2"], env=env, pg_url=pg_url, study=study_name, err=tmp_path / "err"
     )
     try:
-        deadline = time.time() + 240
-        while not st.search_activity(pg_url, study_name, grace=3)["running"]:
-            assert time.time() < deadline and search.poll() is None, "the search ran no trial"
-            time.sleep(0.5)
         time.sleep(3)  # the raylet's agents are up by now
         ray_procs = _descendants(search.pid)
         assert any("raylet" in c for c in ray_procs.values()), ray_procs
