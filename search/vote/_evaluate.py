@@ -421,7 +421,7 @@ def _plan(
 ) -> _Plan:
     """Check the settings, scan and label the data, build its features, make the outer folds."""
     from emotune.features import default_params, label_of
-    from emotune.search._data import build_features, feature_sets, labelled_rows, load_space
+    from emotune.search._data import build_features, check_labels, feature_sets, labelled_rows, load_space
     from emotune.search._study import PROTOCOLS
 
     if protocol not in PROTOCOLS:
@@ -440,6 +440,7 @@ def _plan(
     params = {name: default_params(name) for s in sets for name in s}
 
     rows = labelled_rows(data, target=target, corpus=corpus, labels=labels)
+    check_labels(rows, target)  # corpus_native on mixed corpora, one class: before anything is built
     _say(f"{len(rows)} labelled files; building features ({', '.join(params)}) ...", progress)
     rows, hashes = build_features(rows, list(params.values()), cache_dir=cache_dir, ray_address=ray_address,
                                   num_cpus=num_cpus, progress=progress)  # fmt: skip

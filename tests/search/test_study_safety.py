@@ -233,6 +233,20 @@ def test_without_copies_the_random_split_is_the_one_studies_were_made_with():
     assert (now == before).all()
 
 
+@pytest.mark.parametrize("protocol", ["random", "actor"])
+def test_evaluate_outer_folds_keep_every_copy_in_one_fold(protocol):
+    from emotune.search.vote._evaluate import outer_folds
+
+    hashes, labels, speakers = _copies_data(60, 20)
+    hashes[5] = hashes[10]  # two speakers (s5, s4) share a file too
+    folds = outer_folds(labels, speakers, ["female", "male"] * 40, hashes, protocol=protocol, k=3, seed=0)
+    fold_of: dict[str, int] = {}
+    for f, idx in enumerate(folds):
+        for i in idx:
+            assert fold_of.setdefault(hashes[i], f) == f, "a copy is tested on while its twin trains"
+    assert sorted(i for idx in folds for i in idx) == list(range(len(hashes)))
+
+
 def test_actor_split_treats_speakers_that_share_a_file_as_one():
     from emotune.search._study import linked_groups, make_split
 
@@ -317,6 +331,15 @@ def test_a_class_with_one_file_is_one_line_naming_it_before_the_study_exists(
         assert "Traceback" not in proc.stderr
         assert "class 'sad'" in line, line
         assert _sql(pg_url, "SELECT 1 FROM studies WHERE study_name = %s", study_name) == []
+
+
+def test_evaluate_checks_the_classes_before_it_builds(ravdess, search_env, pg_url, tmp_path, run_cli):
+    data = _corpus(tmp_path, ravdess, "03-01-05-*.wav")  # angry only
+    proc = run_cli("evaluate", data, "--spaces", "logreg", "--cache", tmp_path / "cache", "--storage", pg_url,
+                   env=search_env)  # fmt: skip
+    assert proc.returncode == 1
+    assert "at least 2 classes" in _one_line(proc.stderr)
+    assert not (tmp_path / "cache").exists()
 
 
 def test_corpus_native_on_mixed_corpora_is_one_line(
