@@ -9,7 +9,9 @@ that holds the read end of a pipe whose write end only this process holds. Every
 the processes of the local cluster: the driver's children whose command line names the cluster's
 session folder, and all of their descendants (with their start times, so that a reused pid is never
 touched). When the driver is gone, however it ended, the pipe reads end-of-file and the watchdog
-kills every noted process still alive, then exits. After a clean exit there is nothing left to kill.
+kills every noted process still alive and removes the session folder (unless
+``$EMOTUNE_KEEP_RAY_LOGS`` is set, as on a clean exit), then exits. After a clean exit there is
+nothing left to kill.
 """
 
 from __future__ import annotations
@@ -78,6 +80,17 @@ for pid, start in known.items():
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
+if known and not os.environ.get("EMOTUNE_KEEP_RAY_LOGS"):  # as a clean exit does (ray_shutdown)
+    import shutil, time
+
+    time.sleep(0.5)  # the killed processes' last writes
+    shutil.rmtree(session, ignore_errors=True)
+    latest = os.path.join(os.path.dirname(session), "session_latest")
+    try:
+        if os.path.islink(latest) and os.path.realpath(latest) == os.path.realpath(session):
+            os.unlink(latest)
+    except OSError:
+        pass
 """
 
 

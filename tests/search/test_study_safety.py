@@ -529,6 +529,8 @@ def test_kill_9_of_a_search_takes_its_local_ray_with_it(ravdess, feature_cache, 
         time.sleep(3)  # the raylet's agents are up by now
         ray_procs = _descendants(search.pid)
         assert any("raylet" in c for c in ray_procs.values()), ray_procs
+        session = _session_dir(ray_procs)
+        assert (session / "logs").is_dir(), session
         search.kill()
         search.wait()
         t0 = time.time()
@@ -543,3 +545,19 @@ def test_kill_9_of_a_search_takes_its_local_ray_with_it(ravdess, feature_cache, 
     # Before: the dashboard and runtime-env agents (about 180 MB) lived on for about 64 s.
     assert not alive, f"still alive {took:.0f} s after kill -9: {alive}"
     assert took < 15, took
+    time.sleep(2)
+    assert not session.exists(), f"the session folder {session} is left behind"
+
+
+def _session_dir(procs: dict[int, str]) -> Path:
+    """The Ray session folder named on the command lines of ``procs``."""
+    for pid in procs:
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        for arg in args:
+            m = re.search(r"(/\S*/session_[0-9_-]+)", arg)
+            if m:
+                return Path(m.group(1))
+    raise AssertionError(f"no session folder on the command lines of {procs}")
