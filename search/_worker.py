@@ -131,9 +131,12 @@ class Worker:
         storage = st.retry_db(st.make_storage, self.url, heartbeat=self.heartbeat)
         sampler = make_sampler(self.sampler, self.seed + self.index)
         pruner = make_pruner(self.pruner, space, len(data.folds))
-        study = st.retry_db(
-            optuna.load_study, study_name=self.study_name, storage=storage, sampler=sampler, pruner=pruner
-        )
+        try:
+            study = st.retry_db(
+                optuna.load_study, study_name=self.study_name, storage=storage, sampler=sampler, pruner=pruner
+            )
+        except KeyError:  # deleted between its creation and this worker's start
+            raise st.StudyGone(self._gone_message()) from None
         return study, storage
 
     def _loop(self, study: optuna.Study, lock: _SlotLock, trial_run: _TrialRun) -> int:

@@ -122,6 +122,18 @@ def test_delete_refuses_while_a_worker_of_the_study_lives_between_trials(make_st
     assert _study_rows(pg_url, name) == (0, 0)
 
 
+def test_a_study_deleted_before_its_workers_start_ends_the_run_with_one_error(
+    make_study, pg_url, ray_address
+):
+    from emotune.search import delete_study, run
+
+    name = f"test-gone-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+    prep = make_study("logreg", name, 0)
+    delete_study(pg_url, name)
+    with pytest.raises(st.StudyGone, match=f"study '{name}' was deleted while this search ran"):
+        run(prep, n_trials=2, workers=1, ray_address=ray_address, progress=False)
+
+
 def _start_search(
     args: list[object], *, env: dict[str, str], pg_url: str, study: str, err: Path
 ) -> subprocess.Popen[bytes]:
