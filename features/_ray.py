@@ -246,6 +246,9 @@ def ray_init(address: str | None = None, *, num_cpus: int | None = None) -> None
             ray.init(num_cpus=num_cpus, **kwargs)
         finally:
             os.environ.update(hidden)
+        from emotune.features._reaper import reap_local_cluster
+
+        reap_local_cluster()  # the cluster dies with this process, on kill -9 too
     else:
         _attach(address, env, kwargs)
 

@@ -44,6 +44,87 @@ def labelled_rows(
     return rows
 
 
+def check_labels(rows: Sequence[Row], target: str) -> None:
+    """What the labels alone must allow, checked before anything is built or created.
+
+    Raises:
+        StudyError: ``corpus_native`` on several corpora (their own labels do not compare), or fewer
+            than 2 classes (named, with their files).
+    """
+    from collections import Counter
+
+    from emotune.features import label_of
+
+    if target == "corpus_native":
+        corpora = sorted({r.corpus for r in rows})
+        if len(corpora) > 1:
+            raise StudyError(
+                f"--target corpus_native: the data mixes corpora ({', '.join(corpora)}) whose own labels "
+                "do not compare; give one corpus, or a shared target such as --target emotion"
+            )
+    counts = Counter(str(label_of(r, target)) for r in rows)
+    if len(counts) < 2:
+        ((only, n),) = counts.items()
+        raise StudyError(
+            f"every labelled file ({n}) has the class {only!r} under --target {target}: a classifier needs "
+            "at least 2 classes"
+        )
+
+
+def check_split(sdata: StudyData, protocol: str) -> None:
+    """Every class the study learns is in the training part and in every fold's training part.
+
+    A fold that trains without a class fails or mis-scores its trials (some models refuse labels
+    they did not see); this names the class instead, before the study exists.
+
+    Raises:
+        StudyError: The first class that is missing, with its files and speakers.
+    """
+    labels = np.asarray(sdata.labels)
+    train = sdata.train_index
+    speakers = [str(r["speaker"]) for r in sdata.rows]
+
+    def where(c: str, idx: np.ndarray) -> str:
+        mine = [i for i in idx if labels[i] == c]
+        who = sorted({speakers[i] for i in mine})
+        return f"{len(mine)} file(s), speaker(s) {', '.join(who[:4])}{' ...' if len(who) > 4 else ''}"
+
+    for c in sorted(set(labels.tolist())):
+        if not (labels[train] == c).any():
+            raise StudyError(
+                f"class {c!r} has no training file ({where(c, sdata.test_index)} all held out for test): "
+                "add files of it, or leave it out of --data"
+            )
+    trained = set(labels[train].tolist())
+    unit = "training speakers" if protocol == "actor" else "distinct training files"
+    for k, (tr, _va) in enumerate(sdata.folds):
+        missing = sorted(trained - set(labels[train[tr]].tolist()))
+        if missing:
+            c = missing[0]
+            raise StudyError(
+                f"class {c!r} is missing from the training part of fold {k + 1}/{len(sdata.folds)} "
+                f"({where(c, train)} in training): cross-validation needs it in at least 2 {unit} "
+                "spread over the folds; add files of it, or fewer --folds"
+            )
+
+
+def check_finite(rows: Sequence[dict[str, Any]], X: np.ndarray, feature_set: str) -> None:
+    """Every feature of every row is a finite number (a NaN would fail every trial).
+
+    Raises:
+        StudyError: The first file and feature column that is not finite.
+    """
+    flat = X.reshape(len(X), -1)
+    bad = ~np.isfinite(flat)
+    if bad.any():
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        raise StudyError(
+            f"{rows[i]['path']}: feature {j} of {feature_set} is {flat[i, j]} ({int(bad.any(axis=1).sum())} "
+            "file(s) hold such values): rebuild it with `emotune features prune` and `features build`, "
+            "or leave the file out"
+        )
+
+
 def build_features(
     rows: Sequence[Row],
     params: Sequence[dict[str, Any]],
@@ -129,10 +210,11 @@ def trial_data(spec: StudySpec, sdata: StudyData, *, cache_dir: str | Path | Non
     """The training rows' matrices (one per searched feature set), codes and folds for the workers."""
     train = sdata.train_index
     sets = list(spec.feature_choices) or [spec.feature_set]
-    by_set = {
-        name: load_arrays(spec.for_trial({FEATURES_PARAM: name}), sdata, cache_dir=cache_dir)[train]
-        for name in sets
-    }
+    by_set = {}
+    for name in sets:
+        X = load_arrays(spec.for_trial({FEATURES_PARAM: name}), sdata, cache_dir=cache_dir)
+        check_finite(sdata.rows, X, name)
+        by_set[name] = X[train]
     return trial_data_from(spec, sdata, by_set)
 
 

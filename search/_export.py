@@ -133,20 +133,9 @@ def list_studies(url: str) -> list[dict[str, Any]]:
 
 
 def delete_study(url: str, name: str) -> None:
-    """Delete a study, its trials and its blobs."""
-    import optuna
-
-    st.ensure_schema(url)
-    storage = st.make_storage(url, heartbeat=False, pool_size=1)
-    try:
-        optuna.delete_study(study_name=name, storage=storage)
-    except KeyError:
-        raise StudyError(f"no study named {name!r} in {st.redact(url)}") from None
-    eng = st.engine(url)
-    try:
-        st.delete_blobs(eng, name)
-    finally:
-        eng.dispose()
+    """Delete a study, its trials and its blobs, in one transaction (:func:`_storage.drop_study`)."""
+    if not st.drop_study(url, name):
+        raise StudyError(f"no study named {name!r} in {st.redact(url)}")
 
 
 class DashboardError(EmotuneError):

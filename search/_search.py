@@ -10,6 +10,7 @@ How a worker keeps the study at exactly N: :mod:`emotune.search._worker`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -26,6 +27,8 @@ from emotune.features import EmotuneError
 from emotune.search import _storage as st
 from emotune.search._data import (
     build_features,
+    check_labels,
+    check_split,
     class_order,
     feature_sets,
     labelled_rows,
@@ -89,6 +92,7 @@ def prepare(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
+    st.heartbeat_settings()  # the workers' settings, checked before any study exists
     space = load_space(space_ref)
     sets = feature_sets(space, feature_set)
     # vgg16_bottleneck: its params hold the sha256 of $EMOTUNE_VGG16_WEIGHTS
@@ -100,10 +104,13 @@ def prepare(
         if not Path(d).exists():
             raise StudyError(f"--data {d}: no such file or folder")
     rows = labelled_rows(data, target=target, corpus=corpus, labels=labels)
+    check_labels(rows, target)
     rows, hashes = build_features(rows, list(choices.values()), cache_dir=cache_dir, ray_address=ray_address,
                                   num_cpus=num_cpus, progress=progress)  # fmt: skip
     labels_ = [str(label_of(r, target)) for r in rows]
+    check_labels(rows, target)  # files that failed to build are gone: a class may be gone with them
     sdata = study_data(rows, hashes, labels_, protocol=protocol, seed=seed, folds=folds)
+    check_split(sdata, protocol)
     classes = sorted(set(labels_), key=class_order(target, rows))
     spec = StudySpec(
         space=space.NAME,
@@ -121,10 +128,9 @@ def prepare(
         space_path=str(Path(space_ref).resolve()) if space_ref.endswith(".py") else None,
         feature_choices=choices if len(choices) > 1 else {},
     )
+    arrays = trial_data(spec, sdata, cache_dir=cache_dir)  # checked finite before the study exists
     created = create_or_check(url, study_name, spec, sdata)
-    return Prepared(
-        study_name, url, space, spec, sdata, trial_data(spec, sdata, cache_dir=cache_dir), created
-    )
+    return Prepared(study_name, url, space, spec, sdata, arrays, created)
 
 
 def create_or_check(url: str, name: str, spec: StudySpec, sdata: StudyData) -> bool:
@@ -252,13 +258,62 @@ def run(
     """Run the study with ``workers`` Ray workers until it holds ``n_trials`` finished trials.
 
     A storage that goes away is waited for up to ``patience`` seconds (said at once on stderr); then
-    the search ends with :class:`~emotune.search._storage.StorageError` naming the storage.
+    the search ends with :class:`~emotune.search._storage.StorageError` naming the storage. The driver
+    and every worker mark themselves as a live search of the study for as long as they run.
     """
+    _check_run_settings(n_trials=n_trials, workers=workers, timeout=timeout, patience=patience)
+    workers = st.fit_workers(prep.url, workers)
+    with _Presence(prep.url, prep.name):
+        return _run(
+            prep, n_trials=n_trials, workers=workers, ray_address=ray_address, num_cpus=num_cpus,
+            timeout=timeout, pruner=pruner, sampler=sampler, progress=progress, patience=patience,
+        )  # fmt: skip
+
+
+class _Presence:
+    """The driver's mark as a live search of the study (one autocommit connection, for the run)."""
+
+    def __init__(self, url: str, name: str) -> None:
+        self.url, self.name = url, name
+        self.eng: Any = None
+        self.conn: Any = None
+
+    def __enter__(self) -> _Presence:
+        try:
+            self.eng = st.engine(self.url)
+            self.conn = st.autocommit_connection(self.eng)
+            st.hold_presence(self.conn, self.name)
+        except Exception:  # the workers mark it too; a storage away now is handled by them
+            self.__exit__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(Exception):
+                self.conn.close()
+            self.conn = None
+        if self.eng is not None:
+            self.eng.dispose()
+            self.eng = None
+
+
+def _run(
+    prep: Prepared,
+    *,
+    n_trials: int,
+    workers: int,
+    ray_address: str | None,
+    num_cpus: int | None,
+    timeout: float | None,
+    pruner: str,
+    sampler: str,
+    progress: bool,
+    patience: float,
+) -> dict[str, Any]:
     import ray
 
     from emotune.features import ray_init
 
-    _check_run_settings(n_trials=n_trials, workers=workers, timeout=timeout, patience=patience)
     ray_init(ray_address, num_cpus=num_cpus)
     resources = dict(getattr(prep.space, "RESOURCES", {"num_cpus": 1}))
     workers = _workers_that_fit(prep, resources, workers)
@@ -299,7 +354,10 @@ def run(
         watch.close()
         for a in actors:
             ray.kill(a)
-    summary = st.retry_db(study_summary, prep.url, prep.name)
+    try:
+        summary = st.retry_db(study_summary, prep.url, prep.name)
+    except KeyError:
+        raise st.StudyGone(f"study {prep.name!r} was deleted while this search ran") from None
     summary["workers"] = workers
     summary["interrupted"] = interrupted
     return summary
@@ -431,7 +489,10 @@ def _stop_workers(
     for a in actors:
         ray.kill(a)
     storage = st.retry_db(st.make_storage, prep.url, heartbeat=False, pool_size=1, attempts=10)
-    study = optuna.load_study(study_name=prep.name, storage=storage)
+    try:
+        study = optuna.load_study(study_name=prep.name, storage=storage)
+    except KeyError:
+        return  # deleted (`studies delete --force`): no trial of it is left to fail
     mine = set(ids)
     host = worker_id().split(":")[0]
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):

@@ -6,13 +6,17 @@ that a killed worker's trial is failed and retried with the same parameters. emo
 ``emotune_blobs``, so every node that reaches the storage reaches it too.
 
 Connections per process: a worker holds at most 3 (a pool of 2 for trials and heartbeats, plus one
-for the trial-slot lock); the driver of ``emotune search`` holds at most 3. W workers therefore take
-at most ``3 * W + 3`` of PostgreSQL's default ``max_connections = 100``.
+for the trial-slot lock, which also marks it live); the driver of ``emotune search`` holds at most 5
+(its live mark, the progress bar, the worker watch, and a pool of 2 to fail its workers' trials
+when it stops them). W workers therefore take at most ``3 * W + 5``
+(:data:`WORKER_CONNECTIONS`, :data:`DRIVER_CONNECTIONS`): :func:`fit_workers` compares that with
+what the server still allows before a search starts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import time
 import zlib
@@ -21,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emotune.features import EmotuneError, emotune_home
+from emotune.search._study import StudyError
 from emotune.search._urls import StorageError, mask_url, parse_url
 
 if TYPE_CHECKING:
@@ -28,6 +33,9 @@ if TYPE_CHECKING:
     import sqlalchemy
 
 MAX_RETRY = 3
+# Connections one worker, and the driver of one search, hold at most (see the module docstring).
+WORKER_CONNECTIONS = 3
+DRIVER_CONNECTIONS = 5
 # Advisory-lock keys (any constant 64-bit ints; "emotune" in ASCII, plus an offset per purpose).
 _SCHEMA_LOCK = 0x656D6F74756E6500
 _SLOT_LOCK = 0x656D6F74756E6501
@@ -164,6 +172,86 @@ def running_studies(url: str) -> dict[str, int]:
         eng.dispose()
 
 
+def connection_room(url: str) -> dict[str, Any]:
+    """How many more connections the server takes from this role now, and why (the tightest limit).
+
+    The limits: ``max_connections`` less ``superuser_reserved_connections`` (for a role that is no
+    superuser) less the client connections open now; the role's ``CONNECTION LIMIT`` less its open
+    connections; the database's ``CONNECTION LIMIT`` less its open connections. The connection
+    that asks is not counted.
+
+    Returns:
+        ``{"free": n, "why": "max_connections 100 - 3 reserved - 12 in use"}``.
+    """
+    import sqlalchemy
+
+    q = sqlalchemy.text(
+        "SELECT current_setting('max_connections')::int, current_setting('superuser_reserved_connections')::int, "
+        "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user), "
+        "(SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user), "
+        "(SELECT datconnlimit FROM pg_database WHERE datname = current_database()), "
+        "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') - 1, "
+        "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND usename = current_user) - 1, "
+        "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND datname = current_database()) - 1"
+    )
+    check_reachable(url)
+    eng = sqlalchemy.create_engine(normalize_url(url), poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with eng.connect() as conn:
+            max_conn, reserved, superuser, role_limit, db_limit, used, role_used, db_used = conn.execute(
+                q
+            ).one()
+    finally:
+        eng.dispose()
+    reserved = 0 if superuser else int(reserved)
+    limits = [
+        (
+            max_conn - reserved - used,
+            f"max_connections {max_conn}"
+            + (f" - {reserved} reserved" if reserved else "")
+            + f" - {used} in use",
+        )
+    ]
+    if role_limit >= 0 and not superuser:
+        limits.append(
+            (role_limit - role_used, f"the role's CONNECTION LIMIT {role_limit} - {role_used} in use")
+        )
+    if db_limit >= 0:
+        limits.append((db_limit - db_used, f"the database's CONNECTION LIMIT {db_limit} - {db_used} in use"))
+    free, why = min(limits)
+    return {"free": max(0, int(free)), "why": why}
+
+
+def fit_workers(url: str, workers: int) -> int:
+    """``workers``, or as many as the server's free connections hold (said on stderr).
+
+    A search of W workers takes up to ``WORKER_CONNECTIONS * W + DRIVER_CONNECTIONS`` connections;
+    one past the server's limit fails a worker or the driver mid-search ("too many clients", or
+    Optuna's "invalid data in the commit").
+
+    Raises:
+        StorageError: Not even one worker fits (the arithmetic in one line).
+    """
+    import sys
+
+    room = connection_room(url)
+    need = WORKER_CONNECTIONS * workers + DRIVER_CONNECTIONS
+    if need <= room["free"]:
+        return workers
+    fit = (room["free"] - DRIVER_CONNECTIONS) // WORKER_CONNECTIONS
+    arithmetic = (
+        f"{workers} worker(s) need up to {WORKER_CONNECTIONS} x {workers} + {DRIVER_CONNECTIONS} = {need} "
+        f"connections, and {redact(url)} allows {room['free']} more ({room['why']})"
+    )
+    if fit < 1:
+        raise StorageError(
+            f"{arithmetic}: not even 1 worker ({WORKER_CONNECTIONS + DRIVER_CONNECTIONS}) fits; free "
+            "connections, or raise max_connections"
+        )
+    print(f"emotune: {arithmetic}: using {fit} worker(s)", file=sys.stderr)
+    return fit
+
+
 # --- engines, schema, storages ------------------------------------------------------------------
 
 
@@ -224,7 +312,9 @@ def ensure_schema(url: str) -> None:
         raw = autocommit_connection(eng)
         try:
             with advisory_lock(raw, _SCHEMA_LOCK):
-                make_storage(url, heartbeat=False)
+                storage = make_storage(url, heartbeat=False)  # creates Optuna's tables
+                storage.remove_session()
+                storage.engine.dispose()  # else its 2 connections stay open until it is collected
                 cur = raw.cursor()
                 cur.execute(_BLOBS_DDL)
                 cur.close()
@@ -234,10 +324,42 @@ def ensure_schema(url: str) -> None:
         eng.dispose()
 
 
+def _env_seconds(name: str, default: int, *, at_least: int) -> int:
+    """``$name`` as a whole number of seconds >= ``at_least`` (``default`` when unset or empty).
+
+    Raises:
+        StorageError: One line naming the variable, its value and the rule.
+    """
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise StorageError(f"{name}={text!r} is not a whole number of seconds >= {at_least}") from None
+    if value < at_least:
+        raise StorageError(f"{name}={text} is not a whole number of seconds >= {at_least}")
+    return value
+
+
 def heartbeat_settings() -> tuple[int, int]:
-    """(interval, grace period) in seconds: ``$EMOTUNE_HEARTBEAT_S`` (5) and ``$EMOTUNE_GRACE_S`` (4x)."""
-    interval = int(os.environ.get("EMOTUNE_HEARTBEAT_S", "5"))
-    return interval, int(os.environ.get("EMOTUNE_GRACE_S", str(4 * interval)))
+    """(interval, grace period) in seconds: ``$EMOTUNE_HEARTBEAT_S`` (5) and ``$EMOTUNE_GRACE_S`` (4x).
+
+    Checked like the options are, before a command creates or starts anything: the interval is a
+    whole number >= 1 (Optuna's heartbeats count whole seconds), the grace period one greater than
+    the interval (a trial beating on time must never look stale).
+
+    Raises:
+        StorageError: One line naming the variable.
+    """
+    interval = _env_seconds("EMOTUNE_HEARTBEAT_S", 5, at_least=1)
+    grace = _env_seconds("EMOTUNE_GRACE_S", 4 * interval, at_least=1)
+    if grace <= interval:
+        raise StorageError(
+            f"EMOTUNE_GRACE_S={grace} must be greater than EMOTUNE_HEARTBEAT_S={interval}: a trial "
+            "that beats on time would be failed as stale"
+        )
+    return interval, grace
 
 
 def make_storage(
@@ -287,14 +409,24 @@ def make_storage(
 
 
 def save_blob(eng: sqlalchemy.Engine, study: str, kind: str, data: bytes, trial_number: int = -1) -> None:
-    """Store (or replace) a compressed blob for a study."""
+    """Store (or replace) a compressed blob for a study.
+
+    The study's row is share-locked for the insert (as a foreign key would be): a blob is never
+    written for a study that :func:`drop_study` removed, nor left behind by one racing it.
+
+    Raises:
+        StudyGone: The study does not exist (any more).
+    """
     import sqlalchemy
 
+    guard = sqlalchemy.text("SELECT 1 FROM studies WHERE study_name = :s FOR KEY SHARE")
     stmt = sqlalchemy.text(
         "INSERT INTO emotune_blobs (study_name, kind, trial_number, data) VALUES (:s, :k, :t, :d) "
         "ON CONFLICT (study_name, kind, trial_number) DO UPDATE SET data = EXCLUDED.data"
     )
     with eng.begin() as conn:
+        if conn.execute(guard, {"s": study}).first() is None:
+            raise StudyGone(f"study {study!r} was deleted (`emotune studies delete`): nothing saved")
         conn.execute(stmt, {"s": study, "k": kind, "t": trial_number, "d": zlib.compress(data, 3)})
 
 
@@ -308,6 +440,98 @@ def load_blob(eng: sqlalchemy.Engine, study: str, kind: str, trial_number: int =
     with eng.connect() as conn:
         row = conn.execute(stmt, {"s": study, "k": kind, "t": trial_number}).first()
     return None if row is None else zlib.decompress(bytes(row[0]))
+
+
+class StudyGone(StudyError):
+    """The study was deleted while a command was using it (``emotune studies delete --force``)."""
+
+
+def presence_key(study: str) -> int:
+    """The advisory-lock key a live search of ``study`` holds shared (a signed 64-bit int)."""
+    digest = hashlib.sha256(f"emotune-search:{study}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def hold_presence(conn: Any, study: str) -> None:
+    """Mark the session of raw connection ``conn`` as a live search of ``study`` until it closes.
+
+    A shared advisory lock: any number of workers and drivers hold it at once, and it goes away with
+    the session, so a killed process never leaves a stale mark.
+    """
+    cur = conn.cursor()
+    cur.execute("SELECT pg_advisory_lock_shared(%s)", (presence_key(study),))
+    cur.close()
+
+
+def search_activity(url: str, study: str, *, grace: int) -> dict[str, int]:
+    """How busy a study is: ``live`` sessions of its searches (workers and drivers, between trials
+    too) and ``running`` trials whose heartbeat (or start, before the first beat) is under ``grace`` s old."""
+    import sqlalchemy
+
+    key = presence_key(study)
+    live_q = sqlalchemy.text(
+        "SELECT count(DISTINCT pid) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "AND classid = CAST(:hi AS oid) AND objid = CAST(:lo AS oid) AND objsubid = 1"
+    )
+    running_q = sqlalchemy.text(
+        "SELECT count(*) FROM trials t JOIN studies s ON s.study_id = t.study_id "
+        "LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id "
+        "WHERE s.study_name = :n AND t.state = 'RUNNING' "
+        "AND COALESCE(h.heartbeat, t.datetime_start, LOCALTIMESTAMP) > LOCALTIMESTAMP - make_interval(secs => :g)"
+    )
+    eng = sqlalchemy.create_engine(normalize_url(url), poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with eng.connect() as conn:
+            live = int(
+                conn.execute(live_q, {"hi": (key >> 32) & 0xFFFFFFFF, "lo": key & 0xFFFFFFFF}).scalar_one()
+            )
+            running = 0
+            if sqlalchemy.inspect(conn).has_table("trial_heartbeats"):
+                running = int(conn.execute(running_q, {"n": study, "g": grace}).scalar_one())
+    finally:
+        eng.dispose()
+    return {"live": live, "running": running}
+
+
+def drop_study(url: str, study: str) -> bool:
+    """Delete a study, its trials and every blob of it in one transaction; False when there is none.
+
+    Safe while a search still writes to it: the study's row and its trials' rows are locked first
+    (new trials, attributes, heartbeats and blobs wait for the lock, then find nothing to refer
+    to), then every row that refers to them goes, children first. Optuna's tables have no
+    ``ON DELETE CASCADE``, and its own ``delete_study`` fails or leaves half a study when a worker
+    writes between its reads and its deletes.
+    """
+    import sqlalchemy
+    from optuna.storages._rdb import models
+
+    ensure_schema(url)
+    tables = models.BaseModel.metadata.tables
+    by_trial = [t for t in tables.values() if any(fk.column.table.name == "trials" for fk in t.foreign_keys)]
+    by_study = [t for t in tables.values() if any(fk.column.table.name == "studies" for fk in t.foreign_keys)]
+    by_study = [t for t in by_study if t.name != "trials"]
+    eng = sqlalchemy.create_engine(normalize_url(url), poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with eng.begin() as conn:
+            row = conn.execute(
+                sqlalchemy.text("SELECT study_id FROM studies WHERE study_name = :n FOR UPDATE"), {"n": study}
+            ).first()
+            if row is None:
+                return False
+            sid = {"sid": int(row[0])}
+            trials = "SELECT trial_id FROM trials WHERE study_id = :sid"
+            conn.execute(sqlalchemy.text(trials + " FOR UPDATE"), sid)
+            for t in by_trial:
+                conn.execute(sqlalchemy.text(f"DELETE FROM {t.name} WHERE trial_id IN ({trials})"), sid)
+            conn.execute(sqlalchemy.text("DELETE FROM trials WHERE study_id = :sid"), sid)
+            for t in by_study:
+                conn.execute(sqlalchemy.text(f"DELETE FROM {t.name} WHERE study_id = :sid"), sid)
+            conn.execute(sqlalchemy.text("DELETE FROM studies WHERE study_id = :sid"), sid)
+            conn.execute(sqlalchemy.text("DELETE FROM emotune_blobs WHERE study_name = :n"), {"n": study})
+    finally:
+        eng.dispose()
+    return True
 
 
 def delete_blobs(eng: sqlalchemy.Engine, study: str) -> None:

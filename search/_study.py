@@ -8,7 +8,9 @@ file list lives in ``emotune_blobs`` so the dashboard does not load it for every
 
 The test split is a pure function of (file hashes, target, protocol, seed): rows are ordered by
 content hash before anything random happens, so two studies created separately on the same data
-with the same seed get the same split and can be ensembled.
+with the same seed get the same split and can be ensembled. Byte-identical files (one recording
+under two paths) are one unit of the split and of the folds: a copy is never tested on while its
+twin trains the model.
 """
 
 from __future__ import annotations
@@ -152,6 +154,34 @@ def _rank(seed: int, key: str) -> str:
     return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()
 
 
+def linked_groups(groups: Sequence[str], hashes: Sequence[str]) -> list[str]:
+    """Each row's group, speakers that share a byte-identical file merged into one (their smallest name).
+
+    A recording copied under two speakers' folders links them: held apart, one copy would be tested on
+    while its twin trains the model. Without shared files this is ``groups`` itself.
+    """
+    parent = {g: g for g in groups}
+
+    def root(g: str) -> str:
+        while parent[g] != g:
+            parent[g] = parent[parent[g]]
+            g = parent[g]
+        return g
+
+    first: dict[str, str] = {}
+    for g, h in zip(groups, hashes, strict=True):
+        other = first.setdefault(h, g)
+        a, b = root(g), root(other)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    return [root(g) for g in groups]
+
+
+def duplicate_count(hashes: Sequence[str]) -> int:
+    """How many rows are byte-identical copies of an earlier row (same content hash)."""
+    return len(hashes) - len(set(hashes))
+
+
 def make_split(
     hashes: Sequence[str],
     labels: Sequence[str],
@@ -167,9 +197,14 @@ def make_split(
     ``actor``: about ``test_size`` of the speakers (at least one; both genders when two or more are
     held out) are the test speakers; every file of theirs is test. ``random``: a stratified
     random 80/20 split of files (the published recipes' protocol).
+
+    Byte-identical files (same hash) always land on one side: ``random`` splits distinct contents
+    (a copy follows its original), ``actor`` treats speakers that share a file as one speaker. On
+    data without copies both are the plain split of files and speakers.
     """
     n = len(hashes)
     if protocol == "actor":
+        groups = linked_groups(groups, hashes)
         speakers = sorted(set(groups), key=lambda s: _rank(seed, s))
         if len(speakers) < 3:
             raise StudyError(
@@ -199,28 +234,46 @@ def make_split(
     if protocol == "random":
         from sklearn.model_selection import train_test_split
 
-        order = sorted(range(n), key=lambda i: hashes[i])
-        y = np.asarray(labels)[order]
+        # One unit per distinct content (its label: the first copy's in hash-then-label order).
+        label_of: dict[str, str] = {}
+        for i in sorted(range(n), key=lambda i: (hashes[i], labels[i])):
+            label_of.setdefault(hashes[i], labels[i])
+        units = sorted(label_of)
+        y = np.asarray([label_of[h] for h in units])
         counts = {c: int((y == c).sum()) for c in set(y)}
         stratify = y if min(counts.values()) >= 2 else None
         _, test_pos = train_test_split(
-            np.arange(n), test_size=test_size, random_state=seed, shuffle=True, stratify=stratify
+            np.arange(len(units)), test_size=test_size, random_state=seed, shuffle=True, stratify=stratify
         )
-        mask = np.zeros(n, dtype=bool)
-        mask[np.asarray(order)[test_pos]] = True
-        return mask
+        held = {units[i] for i in test_pos}
+        return np.array([h in held for h in hashes], dtype=bool)
     raise StudyError(f"--protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
 
 
 def make_folds(
-    labels: Sequence[str], groups: Sequence[str], *, protocol: str, folds: int, seed: int, quiet: bool = False
+    labels: Sequence[str],
+    groups: Sequence[str],
+    *,
+    protocol: str,
+    folds: int,
+    seed: int,
+    quiet: bool = False,
+    hashes: Sequence[str] | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """K folds over the TRAINING rows (grouped by speaker under ``actor``)."""
+    """K folds over the TRAINING rows (grouped by speaker under ``actor``).
+
+    With ``hashes``, byte-identical files stay in one fold: speakers that share a file are one group
+    (``actor``), and copies are grouped (``random``). Without copies the folds are those of files.
+    """
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     y = np.asarray(labels)
+    if hashes is not None and protocol == "actor":
+        groups = linked_groups(groups, hashes)
     g = np.asarray(groups)
     idx = np.zeros(len(y))
+    if protocol == "random" and hashes is not None and duplicate_count(hashes):
+        return _copy_grouped_folds(y, list(hashes), folds=folds, seed=seed, quiet=quiet)
     if protocol == "actor":
         n_speakers = len(set(g.tolist()))
         if n_speakers < 2:
@@ -235,14 +288,40 @@ def make_folds(
             )
         cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
         return [(tr, va) for tr, va in cv.split(idx, y, g)]
-    counts = np.unique(y, return_counts=True)[1]
+    names, counts = np.unique(y, return_counts=True)
     k = int(min(folds, counts.min())) if len(counts) else folds
     if k < 2:
-        raise StudyError("a class has fewer than 2 training files: cannot cross-validate")
+        raise StudyError(
+            f"class {str(names[counts.argmin()])!r} has {counts.min()} training file(s): cross-validation "
+            "needs at least 2; add files of it, or leave it out of --data"
+        )
     if k < folds and not quiet:
         print(f"emotune: smallest class has {counts.min()} training files: using {k} folds", file=sys.stderr)
     cv2 = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     return [(tr, va) for tr, va in cv2.split(idx, y)]
+
+
+def _copy_grouped_folds(
+    y: np.ndarray, hashes: list[str], *, folds: int, seed: int, quiet: bool
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified folds of distinct contents (``random`` protocol with copies): a copy follows its original."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    units = {h: i for i, h in enumerate(sorted(set(hashes)))}
+    g = np.asarray([units[h] for h in hashes])
+    per_class = {c: len({hashes[i] for i in np.flatnonzero(y == c)}) for c in set(y.tolist())}
+    k = int(min(folds, min(per_class.values()))) if per_class else folds
+    if k < 2:
+        least = min(per_class, key=lambda c: per_class[c])
+        raise StudyError(
+            f"class {least!r} has {per_class[least]} distinct training file(s): cross-validation needs at "
+            "least 2; add files of it, or leave it out of --data"
+        )
+    if k < folds and not quiet:
+        print(f"emotune: smallest class has {min(per_class.values())} distinct training files: using {k} folds",
+              file=sys.stderr)  # fmt: skip
+    cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    return [(tr, va) for tr, va in cv.split(np.zeros(len(y)), y, g)]
 
 
 def study_data(
@@ -265,6 +344,13 @@ def study_data(
     groups = [r["speaker"] for r in rows_o]
     genders = [r.get("gender") for r in rows_o]
     test = make_split(hashes_o, labels_o, groups, genders, protocol=protocol, seed=seed)
+    copies = duplicate_count(hashes_o)
+    if copies and not quiet:
+        print(
+            f"emotune: {copies} file(s) are byte-identical copies of others: each copy stays on its "
+            "original's side of the test split and in its fold",
+            file=sys.stderr,
+        )
     train = np.flatnonzero(~test)
     fold_list = make_folds(
         [labels_o[i] for i in train],
@@ -273,6 +359,7 @@ def study_data(
         folds=folds,
         seed=seed,
         quiet=quiet,
+        hashes=[hashes_o[i] for i in train],
     )
     return StudyData(rows=rows_o, hashes=hashes_o, labels=labels_o, test=test, folds=fold_list)
 
@@ -295,6 +382,7 @@ def study_data_from_json(data: bytes, spec: StudySpec, *, reroot: str | Path | N
         folds=spec.folds,
         seed=spec.seed,
         quiet=True,
+        hashes=[payload["hashes"][i] for i in train],
     )
     return StudyData(rows=rows, hashes=payload["hashes"], labels=labels, test=test, folds=fold_list)
 

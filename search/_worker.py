@@ -9,16 +9,18 @@ A worker that finds all N slots taken but not finished waits, and meanwhile fail
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
 import time
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from emotune.search import _storage as st
 from emotune.search._data import load_space
-from emotune.search._objective import TrialData, TrialInterrupted, make_objective, worker_id
+from emotune.search._objective import TrialData, TrialInterrupted, make_objective, set_user_attrs, worker_id
 from emotune.search._study import StudyError
 from emotune.spaces import make_pruner
 
@@ -51,6 +53,10 @@ def _count_states(cur: Any, study_id: int, *, lock: int | None = None) -> dict[s
     counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0, "RUNNING": 0, "WAITING": 0}
     for state, n in cur.fetchall():
         counts[str(state).split(".")[-1]] = int(n)
+    if not any(counts.values()):  # a study starts with its defaults queued: none may mean deleted
+        cur.execute("SELECT study_name FROM studies WHERE study_id = %s", (study_id,))
+        if cur.fetchone() is None:
+            raise st.StudyGone(f"study #{study_id} was deleted while this search ran")
     return counts
 
 
@@ -110,7 +116,7 @@ class Worker:
         objective = make_objective(
             space, data, metric=self.metric, seed=self.seed, save_oof=save_oof, should_stop=self._stop.is_set
         )
-        lock = _SlotLock(self.url, slot_key(self.study_name))
+        lock = _SlotLock(self.url, slot_key(self.study_name), self.study_name)
         trial_run = _TrialRun(objective, lock, study, node_name())
         try:
             ran = self._loop(study, lock, trial_run)
@@ -125,9 +131,12 @@ class Worker:
         storage = st.retry_db(st.make_storage, self.url, heartbeat=self.heartbeat)
         sampler = make_sampler(self.sampler, self.seed + self.index)
         pruner = make_pruner(self.pruner, space, len(data.folds))
-        study = st.retry_db(
-            optuna.load_study, study_name=self.study_name, storage=storage, sampler=sampler, pruner=pruner
-        )
+        try:
+            study = st.retry_db(
+                optuna.load_study, study_name=self.study_name, storage=storage, sampler=sampler, pruner=pruner
+            )
+        except KeyError:  # deleted between its creation and this worker's start
+            raise st.StudyGone(self._gone_message()) from None
         return study, storage
 
     def _loop(self, study: optuna.Study, lock: _SlotLock, trial_run: _TrialRun) -> int:
@@ -143,11 +152,15 @@ class Worker:
                 break
             try:
                 outcome = self._round(study, lock, trial_run)
+            except st.StudyGone:
+                raise st.StudyGone(self._gone_message()) from None
             except StudyError:
                 raise
             except Exception as exc:
                 lock.release()
                 if not st._is_connection_error(exc):
+                    if self._gone(lock):
+                        raise st.StudyGone(self._gone_message()) from None
                     raise
                 # The storage went away (a restart): drop the connection and try again shortly. A trial
                 # that was running is failed by heartbeat and retried with its parameters.
@@ -170,9 +183,22 @@ class Worker:
                 failures = failures + 1 if trial_run.failed else 0
                 if failures >= 5 and not self._stop.is_set():
                     raise StudyError(
-                        f"5 trials in a row failed in worker {worker_id()}; see the study's failed trials"
+                        f"5 trials in a row failed in worker {worker_id()}; the last: {trial_run.last_error} "
+                        "(each failed trial keeps its error as the user attribute `error`)"
                     )
         return ran
+
+    def _gone(self, lock: _SlotLock) -> bool:
+        """Whether the study was deleted (an error that is no lost connection may come from that)."""
+        try:
+            return not lock.exists(self.study_name)
+        except Exception:
+            return False
+
+    def _gone_message(self) -> str:
+        return (
+            f"study {self.study_name!r} was deleted while this search ran (`emotune studies delete --force`)"
+        )
 
     def _round(self, study: optuna.Study, lock: _SlotLock, trial_run: _TrialRun) -> str:
         """Under the slot lock, count the study's trials and run one trial if a slot is free.
@@ -198,19 +224,37 @@ class Worker:
 
 
 class _SlotLock:
-    """The study's trial-slot advisory lock, on one autocommit connection (reopened after a loss)."""
+    """The study's trial-slot advisory lock, on one autocommit connection (reopened after a loss).
 
-    def __init__(self, url: str, key: int) -> None:
+    The same session marks the worker as a live search of the study (:func:`~emotune.search._storage.hold_presence`)
+    for as long as it lives, between trials too: ``emotune studies delete`` refuses while it does.
+    """
+
+    def __init__(self, url: str, key: int, study: str) -> None:
         self.engine = st.engine(url)
         self.key = key
+        self.study = study
         self.conn: Any = None
         self.held = False
+        with contextlib.suppress(Exception):  # a storage away now: the first count reconnects
+            self._connect()
+
+    def _connect(self) -> Any:
+        if self.conn is None:
+            conn = st.autocommit_connection(self.engine)
+            st.hold_presence(conn, self.study)
+            self.conn = conn
+        return self.conn
+
+    def exists(self, name: str) -> bool:
+        """Whether the study is still in the storage."""
+        cur = self._connect().cursor()
+        cur.execute("SELECT 1 FROM studies WHERE study_name = %s", (name,))
+        return cur.fetchone() is not None
 
     def count(self, study_id: int) -> dict[str, int]:
         """Take the lock and count the study's trials by state (the lock stays held)."""
-        if self.conn is None:
-            self.conn = st.autocommit_connection(self.engine)
-        cur = self.conn.cursor()
+        cur = self._connect().cursor()
         self.held = True  # set first: should the count fail, release() is harmless
         return _count_states(cur, study_id, lock=self.key)
 
@@ -226,9 +270,14 @@ class _SlotLock:
         """Drop the connection (the storage went away); the next count opens a new one."""
         self.conn = None
         self.engine.dispose()
+        with contextlib.suppress(Exception):  # mark the worker live again as soon as it can
+            self._connect()
 
     def close(self) -> None:
         self.release()
+        if self.conn is not None:
+            with contextlib.suppress(Exception):
+                self.conn.close()  # back to the pool, then closed: the presence goes with the session
         self.engine.dispose()
 
 
@@ -242,6 +291,7 @@ class _TrialRun:
     def __init__(self, objective: Any, lock: _SlotLock, study: optuna.Study, node: str) -> None:
         self.objective, self.lock, self.study, self.node = objective, lock, study, node
         self.failed = False
+        self.last_error = ""
 
     def __call__(self, trial: optuna.trial.Trial) -> float:
         import optuna
@@ -262,6 +312,32 @@ class _TrialRun:
                 trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False
             )
             raise
+        except Exception as exc:
+            self.last_error = failure_reason(exc)
+            # The reason goes with the trial (optuna-dashboard shows user attributes); a storage that is
+            # gone cannot take it, and the error that follows says why.
+            with contextlib.suppress(Exception):
+                set_user_attrs(trial, {"error": self.last_error, "error_trace": failure_trace(exc)})
+            raise
+
+
+def failure_reason(exc: BaseException) -> str:
+    """``Type: first line of the message`` (at most 300 characters), as a failed trial records it.
+
+    >>> failure_reason(ValueError("Input X contains NaN.\nmore"))
+    'ValueError: Input X contains NaN.'
+    """
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {line}"[:300].rstrip(": ")
+
+
+def failure_trace(exc: BaseException, *, frames: int = 4) -> list[str]:
+    """The last ``frames`` frames of the traceback, ``file:line in function``, innermost last."""
+    import traceback
+
+    tail = traceback.extract_tb(exc.__traceback__)[-frames:]
+    return [f"{Path(f.filename).name}:{f.lineno} in {f.name}" for f in tail]
 
 
 SAMPLERS = ("tpe", "random")

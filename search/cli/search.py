@@ -118,7 +118,7 @@ def _register_search(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     p.add_argument(
         "--storage-patience",
         type=seconds(),
-        default=os.environ.get("EMOTUNE_STORAGE_PATIENCE_S"),  # argparse checks it with `type`
+        default=None,  # else $EMOTUNE_STORAGE_PATIENCE_S, checked by cmd_search before it acts
         metavar="S",
         help="how long a lost storage is waited for before the search gives up "
         "(env EMOTUNE_STORAGE_PATIENCE_S; default 180)",
@@ -143,10 +143,16 @@ def _register_studies(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     d = ssub.add_parser(
         "delete",
         help="delete a study and its stored data",
-        description="Delete a study, its trials and its out-of-fold store.",
+        description="Delete a study, its trials, its dataset record and its out-of-fold store. Refused "
+        "while a search runs on it (a live worker or driver, or a trial with a fresh heartbeat) unless --force.",
         epilog="example: emotune studies delete old-study",
     )
     d.add_argument("name", metavar="NAME")
+    d.add_argument(
+        "--force",
+        action="store_true",
+        help="delete even while a search runs on it (its workers then stop with one line)",
+    )
     add_storage(d)
     d.set_defaults(func=cmd_studies_delete)
 
@@ -226,10 +232,13 @@ def _res(res: dict[str, Any]) -> str:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from emotune.search import _search
-    from emotune.search._storage import redact, resolve_url
+    from emotune.search._storage import fit_workers, heartbeat_settings, redact, resolve_url
 
     check_inputs([args.space], args.data)
+    heartbeat_settings()  # $EMOTUNE_HEARTBEAT_S / $EMOTUNE_GRACE_S, checked before anything starts
+    patience = args.storage_patience or _env_patience()
     url = resolve_url(args.storage)
+    workers = fit_workers(url, args.workers)  # the server's free connections, before the study exists
     prep = _search.prepare(
         args.space,
         args.study,
@@ -250,14 +259,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     summary = _search.run(
         prep,
         n_trials=args.trials,
-        workers=args.workers,
+        workers=workers,
         ray_address=args.ray_address,
         num_cpus=args.num_cpus,
         timeout=args.timeout,
         pruner=args.pruner,
         sampler=args.sampler,
         progress=not args.json,
-        patience=args.storage_patience or _search.STORAGE_PATIENCE_S,
+        patience=patience,
     )
     if args.json:
         print_json(summary)
@@ -285,6 +294,23 @@ def cmd_search(args: argparse.Namespace) -> int:
         )
         return 130
     return 0
+
+
+def _env_patience() -> float:
+    """``$EMOTUNE_STORAGE_PATIENCE_S`` checked like ``--storage-patience`` (default 180 s).
+
+    Raises:
+        StorageError: One line naming the variable.
+    """
+    from emotune.search._storage import StorageError
+
+    text = os.environ.get("EMOTUNE_STORAGE_PATIENCE_S", "").strip()
+    if not text:
+        return 180.0
+    try:
+        return seconds()(text)
+    except argparse.ArgumentTypeError as exc:
+        raise StorageError(f"EMOTUNE_STORAGE_PATIENCE_S: {exc}") from None
 
 
 def _fmt(v: Any) -> str:
@@ -325,9 +351,20 @@ def cmd_studies(args: argparse.Namespace) -> int:
 
 def cmd_studies_delete(args: argparse.Namespace) -> int:
     from emotune.search._export import delete_study
-    from emotune.search._storage import resolve_url
+    from emotune.search._storage import heartbeat_settings, resolve_url, search_activity
+    from emotune.search._study import StudyError
 
-    delete_study(resolve_url(args.storage), args.name)
+    grace = heartbeat_settings()[1]
+    url = resolve_url(args.storage)
+    if not args.force:
+        busy = search_activity(url, args.name, grace=grace)
+        if busy["live"] or busy["running"]:
+            raise StudyError(
+                f"not deleting study {args.name!r}: a search runs on it ({busy['live']} live worker or "
+                f"driver session(s), {busy['running']} trial(s) with a heartbeat under {grace} s old); "
+                "stop the search first, or use --force"
+            )
+    delete_study(url, args.name)
     print(f"deleted study {args.name}", file=sys.stderr)
     return 0
 

@@ -120,9 +120,13 @@ def outer_folds(
     folds, so each fold holds out whole speakers, and both genders whenever there are at least ``k``
     speakers of each.
     ``random``: stratified K-fold over files (rows ordered by content hash first).
+    Byte-identical files share a fold: speakers that share one are one speaker, copies one file.
     """
+    from emotune.search._study import duplicate_count, linked_groups
+
     n = len(labels)
     if protocol == "actor":
+        groups = linked_groups(groups, hashes)
         gender_of: dict[str, str] = {}
         for g, sex in zip(groups, genders, strict=True):
             gender_of.setdefault(g, str(sex))
@@ -134,10 +138,15 @@ def outer_folds(
         fold_of = {s: i % k for i, s in enumerate(order)}
         row_fold = np.array([fold_of[s] for s in groups])
         return [np.flatnonzero(row_fold == f) for f in range(k)]
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     order_idx = np.array(sorted(range(n), key=lambda i: hashes[i]))
     y = np.asarray(labels)[order_idx]
+    if duplicate_count(hashes):
+        h = [hashes[i] for i in order_idx]
+        units = {c: i for i, c in enumerate(sorted(set(h)))}
+        grouped = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        return [np.sort(order_idx[te]) for _, te in grouped.split(np.zeros(n), y, [units[c] for c in h])]
     cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     return [np.sort(order_idx[te]) for _, te in cv.split(np.zeros(n), y)]
 
@@ -412,7 +421,7 @@ def _plan(
 ) -> _Plan:
     """Check the settings, scan and label the data, build its features, make the outer folds."""
     from emotune.features import default_params, label_of
-    from emotune.search._data import build_features, feature_sets, labelled_rows, load_space
+    from emotune.search._data import build_features, check_labels, feature_sets, labelled_rows, load_space
     from emotune.search._study import PROTOCOLS
 
     if protocol not in PROTOCOLS:
@@ -431,6 +440,7 @@ def _plan(
     params = {name: default_params(name) for s in sets for name in s}
 
     rows = labelled_rows(data, target=target, corpus=corpus, labels=labels)
+    check_labels(rows, target)  # corpus_native on mixed corpora, one class: before anything is built
     _say(f"{len(rows)} labelled files; building features ({', '.join(params)}) ...", progress)
     rows, hashes = build_features(rows, list(params.values()), cache_dir=cache_dir, ray_address=ray_address,
                                   num_cpus=num_cpus, progress=progress)  # fmt: skip
@@ -487,7 +497,8 @@ def _run_fold(
     tr_labels = [plan.labels[i] for i in train_idx]
     tr_groups = [plan.groups[i] for i in train_idx]
     classes = sorted(set(tr_labels), key=class_order(plan.target, tr_rows))
-    folds = make_folds(tr_labels, tr_groups, protocol=plan.protocol, folds=inner, seed=plan.seed, quiet=True)
+    folds = make_folds(tr_labels, tr_groups, protocol=plan.protocol, folds=inner, seed=plan.seed, quiet=True,
+                       hashes=[plan.hashes[i] for i in train_idx])  # fmt: skip
     sdata = plan.study_data(train_idx, folds)
     digest = dataset_digest(sdata.hashes, sdata.labels, tr_groups)
     names: list[str] = []
