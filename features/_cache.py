@@ -58,7 +58,12 @@ _DB_NAME = "index.db"
 # Libraries whose versions can change the numbers (decoding, resampling, transforms, filterbanks).
 _LIBRARIES = ("numpy", "scipy", "librosa", "soundfile", "soxr")
 # Libraries that only some sets use: in those sets' keys only, so the other sets' keys stay as they were.
-_SET_LIBRARIES: dict[str, tuple[str, ...]] = {"vgg16_bottleneck": ("torch",)}
+_SET_LIBRARIES: dict[str, tuple[str, ...]] = {
+    "vgg16_bottleneck": ("torch",),
+    "ssl": ("torch", "transformers"),
+}
+# Params that do not change the numbers (where a model lies), left out of the key.
+_UNKEYED: dict[str, tuple[str, ...]] = {"ssl": ("model",)}
 # A stat entry of a file modified less than this long before it was read is "racy": trusted by
 # prune, but the next build hashes the file again (git's "racily clean" rule).
 _RACY_NS = 1_000_000_000
@@ -111,7 +116,9 @@ def canonical_params(params: Mapping[str, Any]) -> dict[str, Any]:
 def params_key(params: Mapping[str, Any]) -> str:
     """The cache key of one feature set's params: params + library versions + cache schema.
 
-    The libraries are :data:`_LIBRARIES`, plus torch for ``vgg16_bottleneck`` (:data:`_SET_LIBRARIES`).
+    The libraries are :data:`_LIBRARIES`, plus torch for ``vgg16_bottleneck`` and torch and transformers
+    for ``ssl`` (:data:`_SET_LIBRARIES`). ``ssl``'s ``model`` reference is left out: its weights' content
+    hash is in the params, so the same weights in another folder share the key.
 
     Args:
         params: A dict from :func:`feature_params`.
@@ -120,6 +127,7 @@ def params_key(params: Mapping[str, Any]) -> str:
         32 hex digits.
     """
     canonical = canonical_params(params)
+    canonical = {k: v for k, v in canonical.items() if k not in _UNKEYED.get(canonical["set"], ())}
     libraries = {**library_versions(), **_versions(_SET_LIBRARIES.get(canonical["set"], ()))}
     blob = json.dumps(
         {"params": canonical, "libraries": libraries, "schema": _SCHEMA},
@@ -488,6 +496,7 @@ def _resolve_params(
     sets: Sequence[str] | str,
     params: Sequence[Mapping[str, Any]] | None,
     vgg16_weights: str | os.PathLike[str] | None = None,
+    ssl_model: str | os.PathLike[str] | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Validated params of the sets to build; ``"all"`` means every set computed from the audio alone.
 
@@ -507,7 +516,10 @@ def _resolve_params(
         names = [sets] if isinstance(sets, str) else list(sets)
         if "all" in names:
             names = [*AUDIO_SETS, *(n for n in names if n != "all")]
-        plist = [default_params(name, vgg16_weights=vgg16_weights) for name in dict.fromkeys(names)]
+        plist = [
+            default_params(name, vgg16_weights=vgg16_weights, ssl_model=ssl_model)
+            for name in dict.fromkeys(names)
+        ]
     if not plist:
         raise FeatureError("no feature set to build: give at least one (--set NAME)")
     weights = None
@@ -546,6 +558,7 @@ def build(
     corpus: str | None = None,
     labels: str | os.PathLike[str] | None = None,
     vgg16_weights: str | os.PathLike[str] | None = None,
+    ssl_model: str | os.PathLike[str] | None = None,
 ) -> BuildReport:
     """Bring the cache up to date for some files: compute only what is missing, in parallel.
 
@@ -571,6 +584,10 @@ def build(
             ``$EMOTUNE_VGG16_WEIGHTS``): its sha256 fills the set's ``weights_sha256`` (from ``sets``)
             or must equal it (from ``params``). The Ray tasks read it at the same path: on a cluster
             of several machines, put it at that path on each of them.
+        ssl_model: The encoder of ``ssl`` (a local folder or a model id in the local Hugging Face
+            cache; default ``$EMOTUNE_SSL_MODEL``, else, from ``params``, their ``model``): its
+            weights fill or must equal the params' ``weights``. Built by an actor pool
+            (:mod:`emotune.features._ssl_build`); on several machines, the same folder or cache on each.
 
     Returns:
         A :class:`BuildReport`.
@@ -585,13 +602,15 @@ def build(
         True
     """
     t0 = time.perf_counter()
-    plist, weights = _resolve_params(sets, params, vgg16_weights)
+    plist, weights = _resolve_params(sets, params, vgg16_weights, ssl_model)
     keys = [params_key(p) for p in plist]
     paths, unparsed, broken = _rows_or_paths(rows_or_paths, corpus, labels)
     timings = {"scan": time.perf_counter() - t0}
     with open_index(cache_dir) as index:
         try:
-            report = _Build(index, plist, keys, ray_address, num_cpus, progress, timings, weights).run(paths)
+            builder = _Build(index, plist, keys, ray_address, num_cpus, progress, timings, weights)
+            builder.ssl_model = None if ssl_model is None else os.fspath(ssl_model)
+            report = builder.run(paths)
         except EmotuneError as exc:
             # A task's error arrives as Ray's RayTaskError (an instance of the cause's class, its
             # message the remote traceback): raise the cause's one line instead.
@@ -628,6 +647,9 @@ class _Build:
     ) -> None:
         self.index, self.plist, self.keys = index, plist, keys
         self.vgg16_weights = vgg16_weights
+        self.ssl_model: str | None = (
+            None  # the ssl encoder given to build() (see emotune.features._ssl_build)
+        )
         self.ray_address, self.num_cpus, self.progress = ray_address, num_cpus, progress
         self.timings = timings
         self.failed: dict[str, str] = {}  # path -> reason
@@ -711,6 +733,13 @@ class _Build:
         return jobs
 
     def _compute(self, jobs: list[_Job]) -> None:
+        from emotune.features._ssl_build import compute_ssl, split_ssl
+
+        jobs, ssl_jobs = split_ssl(self.plist, jobs)
+        if ssl_jobs:  # the encoders run in an actor pool, each holding the model once
+            compute_ssl(self, ssl_jobs)
+        if not jobs:
+            return
         t = time.perf_counter()
         import ray
 

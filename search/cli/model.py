@@ -18,6 +18,7 @@ from emotune.search.cli._common import (
     print_json,
     run_options,
 )
+from emotune.search.cli._ssl import add_ssl_model
 from emotune.search.cli.options import FOLDS, POSITIVE, SEED, seconds
 
 _ENSEMBLE_EXAMPLE = """example:
@@ -94,6 +95,7 @@ def _register_ensemble(sub: argparse._SubParsersAction) -> None:  # type: ignore
     p.add_argument("--force", action="store_true", help="replace a non-empty MODEL_DIR")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON on stdout")
     add_storage(p)
+    add_ssl_model(p)
     p.set_defaults(func=cmd_ensemble)
 
 
@@ -120,6 +122,7 @@ def _register_predict(sub: argparse._SubParsersAction) -> None:  # type: ignore[
         help="classify windows of this length; the file's probabilities are their mean",
     )
     p.add_argument("--json", action="store_true", help="JSON list on stdout, nothing else there")
+    add_ssl_model(p)
     p.set_defaults(func=cmd_predict)
 
 
@@ -149,6 +152,7 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:  # type: ignore
         "--report", default=None, metavar="HTML", help="also write an HTML report (see `emotune report`)"
     )
     add_storage(p)
+    add_ssl_model(p)
     p.set_defaults(func=cmd_evaluate)
 
 
