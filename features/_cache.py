@@ -526,6 +526,10 @@ def _resolve_params(
     for p in plist:
         if p["set"] == "vgg16_bottleneck":
             weights = str(checked_weights(p["weights_sha256"], vgg16_weights))
+        if p["set"] == "ssl":  # the encoder found and its weights checked before any work
+            from emotune.features._ssl import checked_model_dir
+
+            checked_model_dir(p, ssl_model)
     return plist, weights
 
 
