@@ -270,7 +270,7 @@ def model_params(ref: str | os.PathLike[str] | None = None) -> dict[str, Any]:
             (one line naming it).
     """
     reference, folder = model_dir(ref)
-    config = _load_config(reference, folder)
+    config = _light_config(reference, folder)
     layers, dim = _shape(config)
     sr = int(_config_json(folder, "preprocessor_config.json").get("sampling_rate", 16000))
     return {
@@ -282,6 +282,22 @@ def model_params(ref: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         "layers": layers,
         "dim": dim,
     }
+
+
+def _light_config(reference: str, folder: Path) -> Any:
+    """The fields :func:`model_params` needs, from ``config.json`` itself when it holds them (as
+    ``save_pretrained`` writes it): the driver of a build need not import transformers (seconds)."""
+    from types import SimpleNamespace
+
+    raw = _config_json(folder, "config.json")
+    keys = (
+        ("encoder_layers", "d_model")
+        if raw.get("model_type") == "whisper"
+        else ("num_hidden_layers", "hidden_size")
+    )
+    if raw.get("model_type") in FAMILIES and all(isinstance(raw.get(k), int) for k in keys):
+        return SimpleNamespace(**raw)
+    return _load_config(reference, folder)
 
 
 def _load_config(reference: str, folder: Path) -> Any:

@@ -104,7 +104,9 @@ def compute_ssl(builder: _Build, jobs: list[_Job]) -> None:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 actor, batch = pending.pop(ref)
-                results, cpu, node = _get(ref)
+                results, cpu, node, rss_mib = _get(ref)
+                peak = max(builder.timings.get("worker_peak_rss_mib", 0.0), rss_mib)
+                builder.timings["worker_peak_rss_mib"] = peak  # not seconds: the largest actor's peak memory
                 builder._commit(batch, results)
                 builder.nodes[node] = builder.nodes.get(node, 0) + len(batch)
                 builder.timings["worker_cpu"] = builder.timings.get("worker_cpu", 0.0) + cpu
@@ -147,8 +149,11 @@ class _EncoderActor:
         self.folder = str(checked_model_dir(params, folder))
         load_encoder(self.folder, device="cuda" if torch.cuda.is_available() else "cpu")
 
-    def run(self, items: list[tuple[str, bytes | None]]) -> tuple[list[tuple[Any, ...]], float, str]:
-        """``(path, sha, arrays, reason, duration)`` per file (as the cache's tasks give), CPU seconds, node."""
+    def run(self, items: list[tuple[str, bytes | None]]) -> tuple[list[tuple[Any, ...]], float, str, float]:
+        """``(path, sha, arrays, reason, duration)`` per file (as the cache's tasks give), CPU seconds, node,
+        and this process's peak resident memory so far in MiB."""
+        import resource
+
         from emotune.features._audio import decode_bytes
         from emotune.features._ray import node_name
         from emotune.features._ssl import encode
@@ -176,4 +181,5 @@ class _EncoderActor:
                 continue
             entry = (array.dtype.str, ",".join(map(str, array.shape)), array.tobytes())
             out.append((path, sha, [entry], None, len(y) / sr))
-        return out, time.process_time() - started, node_name()
+        rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        return out, time.process_time() - started, node_name(), rss_mib
