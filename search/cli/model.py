@@ -165,8 +165,17 @@ def _add_evaluation_budget(p: argparse.ArgumentParser) -> None:
         default=",".join(ev.DEFAULT_SPACES),
         help=f"comma-separated spaces (default {','.join(ev.DEFAULT_SPACES)})",
     )
-    p.add_argument(
+    outer = p.add_mutually_exclusive_group()
+    outer.add_argument(
         "--outer-folds", type=FOLDS, default=ev.DEFAULT_OUTER_FOLDS, help="outer folds (held-out groups)"
+    )
+    outer.add_argument(
+        "--folds",
+        metavar="CSV",
+        default=None,
+        help="outer folds from a file instead: header speaker,fold, speaker ids as emotune prints them "
+        "(ravdess:01), folds from 1; every speaker of the data must be in it (e.g. "
+        "../shared/folds/emobox_ravdess.csv, the EmoBox benchmark's six RAVDESS folds)",
     )
     p.add_argument(
         "--inner-folds", type=FOLDS, default=ev.DEFAULT_INNER_FOLDS, help="inner cross-validation folds"
@@ -319,6 +328,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         features=args.features,
         voter=args.voter,
         progress=True,  # on stderr, so --json output stays clean
+        folds_file=args.folds,
         **run_options(args),
     )
     if args.json:
