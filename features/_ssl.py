@@ -21,8 +21,8 @@ Invariants:
   20 s; a remainder shorter than a quarter chunk joins the previous chunk), after the feature
   extractor normalised the whole file. A file no longer than a chunk is one pass, exactly. Pooled
   statistics of several chunks are combined by frame count (Chan et al.'s parallel variance).
-- Whisper's encoder reads a fixed 30 s window: each chunk is 30 s at most, padded by the feature
-  extractor to 30 s; only the frames that hold audio are pooled (``ceil(samples / samples_per_frame)``).
+- Whisper's encoder reads a fixed 30 s window: each chunk is 30 s at most (a short remainder stays
+  a chunk of its own), padded by the feature extractor to 30 s; only the frames that hold audio are pooled (``ceil(samples / samples_per_frame)``).
 - A file shorter than the encoder's receptive field (400 samples for the wav2vec2 family) is padded
   with zeros to it.
 - The params (:data:`DEFAULTS`) hold the weights' content hash (``weights``: the sha256 of every
@@ -394,13 +394,14 @@ def load_encoder(folder: str | os.PathLike[str], *, device: str = "cpu") -> Enco
     return _ENCODERS[key]
 
 
-def _chunks(n: int, size: int) -> list[tuple[int, int]]:
-    """``[start, end)`` spans of at most ``size`` samples; a remainder under a quarter chunk joins the last."""
+def _chunks(n: int, size: int, *, join_short: bool = True) -> list[tuple[int, int]]:
+    """``[start, end)`` spans of ``size`` samples; with ``join_short`` a remainder under a quarter chunk
+    joins the last one (which may then reach 1.25 x ``size``), else it is a chunk of its own."""
     bounds: list[tuple[int, int]] = []
     start = 0
     while start < n:
         end = min(n, start + size)
-        if bounds and end - start < size / 4:
+        if join_short and bounds and end - start < size / 4:
             bounds[-1] = (bounds[-1][0], end)
         else:
             bounds.append((start, end))
@@ -467,6 +468,7 @@ def encode(
 
 def _pooled(enc: Encoder, y: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
     sr = int(params["sr"])
+    join_short = enc.family != "whisper"  # Whisper's window is fixed: no chunk may exceed it
     if enc.family == "whisper":
         size = int(enc.extractor.n_samples)
     else:
@@ -480,7 +482,7 @@ def _pooled(enc: Encoder, y: np.ndarray, params: Mapping[str, Any]) -> np.ndarra
     count = 0
     mean: np.ndarray | None = None
     m2: np.ndarray | None = None
-    for a, b in _chunks(len(y), size):
+    for a, b in _chunks(len(y), size, join_short=join_short):
         states, frames = _hidden_states(enc, y[a:b], sr)
         stacked = torch_stack(states)  # (layers, frames, dim)
         c_mean = stacked.mean(axis=1)

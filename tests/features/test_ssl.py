@@ -92,6 +92,21 @@ def test_whisper_pools_only_the_frames_that_hold_audio(models, files):
     assert not np.allclose(got[:, : params["dim"]], everything, atol=1e-3)  # padding left out
 
 
+def test_whisper_reads_a_long_file_in_windows_of_30_s_at_most(models):
+    params = default_params("ssl", ssl_model=models["whisper"])
+    y = np.random.default_rng(0).normal(scale=0.1, size=16000 * 33).astype(np.float32)  # 33 s
+    assert _chunks(len(y), 480000, join_short=False) == [(0, 480000), (480000, len(y))]  # no 33 s window
+    enc = load_encoder(models["whisper"], device="cpu")
+    import torch
+
+    with torch.inference_mode():
+        parts = [_hidden_states(enc, y[a:b], 16000) for a, b in ((0, 480000), (480000, len(y)))]
+    assert [valid for _, valid in parts] == [1500, math.ceil(48000 / 320)]
+    stack = np.concatenate([np.stack([s.numpy() for s in states]) for states, _ in parts], axis=1)
+    expected = np.concatenate([stack.mean(axis=1), stack.std(axis=1)], axis=1)
+    np.testing.assert_allclose(encode(y, params, device="cpu"), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_a_file_shorter_than_a_chunk_is_one_pass_and_chunks_combine_exactly(models, files):
     params = default_params("ssl", ssl_model=models["wavlm"])
     y = read_audio(files[0], sr=16000)
