@@ -214,6 +214,7 @@ def cmd_spaces(args: argparse.Namespace) -> int:
             ],
         )
     )
+    print("every space that accepts functionals also reads ssl, one layer per trial (--ssl-model)")
     return 0
 
 

@@ -69,7 +69,7 @@ def flow(tmp_path_factory, pg_url, ravdess, feature_cache, search_env) -> Iterat
         out = root / "model"
         run_cli("ensemble", a, b, "--out", out, "--storage", pg_url, "--cache", feature_cache,
                 env=search_env, check=True)  # fmt: skip
-        yield {"model": model, "a": a, "b": b, "out": out, "root": root}
+        yield {"model": model, "a": a, "b": b, "out": out, "root": root, "common": common}
     finally:
         for name in (a, b):
             delete_study(pg_url, name)
@@ -129,6 +129,10 @@ def test_predict_recomputes_from_the_manifest_and_refuses_other_weights_in_one_l
         there = run_cli("predict", flow["out"], one, "--json", "--ssl-model", moved, env=search_env)
         assert there.returncode == 0, there.stderr
         assert json.loads(there.stdout)[0]["probabilities"] == first["probabilities"]
+        # The study resumes with the same weights elsewhere (its features are cache hits).
+        resumed = run_cli("search", "logreg", "--study", flow["a"], "--features", "ssl", "--ssl-model", moved,
+                          "--trials", "8", *flow["common"], env=search_env)  # fmt: skip
+        assert resumed.returncode == 0, resumed.stderr
         # Other weights in the manifest's folder: refused in one line, by content.
         tiny_model(flow["model"], "wavlm", seed=1)
         other = run_cli("predict", flow["out"], one, env=search_env)
