@@ -64,7 +64,12 @@ _DB_NAME = "index.db"
 # Libraries whose versions can change the numbers (decoding, resampling, transforms, filterbanks).
 _LIBRARIES = ("numpy", "scipy", "librosa", "soundfile", "soxr")
 # Libraries that only some sets use: in those sets' keys only, so the other sets' keys stay as they were.
-_SET_LIBRARIES: dict[str, tuple[str, ...]] = {"vgg16_bottleneck": ("torch",)}
+_SET_LIBRARIES: dict[str, tuple[str, ...]] = {
+    "vgg16_bottleneck": ("torch",),
+    "ssl": ("torch", "transformers"),
+}
+# Params that do not change the numbers (where a model lies), left out of the key.
+_UNKEYED: dict[str, tuple[str, ...]] = {"ssl": ("model",)}
 # A stat entry of a file modified less than this long before it was read is "racy": trusted by
 # prune, but the next build hashes the file again (git's "racily clean" rule).
 _RACY_NS = 1_000_000_000
@@ -117,7 +122,9 @@ def canonical_params(params: Mapping[str, Any]) -> dict[str, Any]:
 def params_key(params: Mapping[str, Any]) -> str:
     """The cache key of one feature set's params: params + library versions + cache schema.
 
-    The libraries are :data:`_LIBRARIES`, plus torch for ``vgg16_bottleneck`` (:data:`_SET_LIBRARIES`).
+    The libraries are :data:`_LIBRARIES`, plus torch for ``vgg16_bottleneck`` and torch and transformers
+    for ``ssl`` (:data:`_SET_LIBRARIES`). ``ssl``'s ``model`` reference is left out: its weights' content
+    hash is in the params, so the same weights in another folder share the key.
 
     Args:
         params: A dict from :func:`feature_params`.
@@ -126,6 +133,7 @@ def params_key(params: Mapping[str, Any]) -> str:
         32 hex digits.
     """
     canonical = canonical_params(params)
+    canonical = {k: v for k, v in canonical.items() if k not in _UNKEYED.get(canonical["set"], ())}
     libraries = {**library_versions(), **_versions(_SET_LIBRARIES.get(canonical["set"], ()))}
     blob = json.dumps(
         {"params": canonical, "libraries": libraries, "schema": _SCHEMA},
@@ -559,6 +567,7 @@ def _resolve_params(
     sets: Sequence[str] | str,
     params: Sequence[Mapping[str, Any]] | None,
     vgg16_weights: str | os.PathLike[str] | None = None,
+    ssl_model: str | os.PathLike[str] | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Validated params of the sets to build; ``"all"`` means every set computed from the audio alone.
 
@@ -578,13 +587,20 @@ def _resolve_params(
         names = [sets] if isinstance(sets, str) else list(sets)
         if "all" in names:
             names = [*AUDIO_SETS, *(n for n in names if n != "all")]
-        plist = [default_params(name, vgg16_weights=vgg16_weights) for name in dict.fromkeys(names)]
+        plist = [
+            default_params(name, vgg16_weights=vgg16_weights, ssl_model=ssl_model)
+            for name in dict.fromkeys(names)
+        ]
     if not plist:
         raise FeatureError("no feature set to build: give at least one (--set NAME)")
     weights = None
     for p in plist:
         if p["set"] == "vgg16_bottleneck":
             weights = str(checked_weights(p["weights_sha256"], vgg16_weights))
+        if p["set"] == "ssl":  # the encoder found and its weights checked before any work
+            from emotune.features._ssl import checked_model_dir
+
+            checked_model_dir(p, ssl_model)
     return plist, weights
 
 
@@ -617,6 +633,7 @@ def build(
     corpus: str | None = None,
     labels: str | os.PathLike[str] | None = None,
     vgg16_weights: str | os.PathLike[str] | None = None,
+    ssl_model: str | os.PathLike[str] | None = None,
 ) -> BuildReport:
     """Bring the cache up to date for some files: compute only what is missing, in parallel.
 
@@ -642,6 +659,10 @@ def build(
             ``$EMOTUNE_VGG16_WEIGHTS``): its sha256 fills the set's ``weights_sha256`` (from ``sets``)
             or must equal it (from ``params``). The Ray tasks read it at the same path: on a cluster
             of several machines, put it at that path on each of them.
+        ssl_model: The encoder of ``ssl`` (a local folder or a model id in the local Hugging Face
+            cache; default ``$EMOTUNE_SSL_MODEL``, else, from ``params``, their ``model``): its
+            weights fill or must equal the params' ``weights``. Built by an actor pool
+            (:mod:`emotune.features._ssl_build`); on several machines, the same folder or cache on each.
 
     Returns:
         A :class:`BuildReport`.
@@ -657,7 +678,7 @@ def build(
         True
     """
     t0 = time.perf_counter()
-    plist, weights = _resolve_params(sets, params, vgg16_weights)
+    plist, weights = _resolve_params(sets, params, vgg16_weights, ssl_model)
     keys = [params_key(p) for p in plist]
     if ray_address:  # a cluster named explicitly must answer, even when nothing is left to compute
         from emotune.features._ray import check_reachable
@@ -667,6 +688,7 @@ def build(
     timings = {"scan": time.perf_counter() - t0}
     with open_index(cache_dir) as index:
         run = _Build(index, plist, keys, ray_address, num_cpus, progress, timings, weights)
+        run.ssl_model = None if ssl_model is None else os.fspath(ssl_model)
         try:
             with _sigterm_as_interrupt():
                 report = run.run(paths)
@@ -739,6 +761,9 @@ class _Build:
     ) -> None:
         self.index, self.plist, self.keys = index, plist, keys
         self.vgg16_weights = vgg16_weights
+        self.ssl_model: str | None = (
+            None  # the ssl encoder given to build() (see emotune.features._ssl_build)
+        )
         self.ray_address, self.num_cpus, self.progress = ray_address, num_cpus, progress
         self.timings = timings
         self.failed: dict[str, str] = {}  # path -> reason
@@ -822,18 +847,24 @@ class _Build:
         return jobs
 
     def _compute(self, jobs: list[_Job]) -> None:
-        t = time.perf_counter()
         from emotune.features._ray import ray_init
+        from emotune.features._ssl_build import compute_ssl, split_ssl
 
+        total = len(jobs)
+        jobs, ssl_jobs = split_ssl(self.plist, jobs)
+        t = time.perf_counter()
         ray_init(self.ray_address, num_cpus=self.num_cpus)
         self.timings["ray_start"] = time.perf_counter() - t
         # SIGTERM as Ctrl-C again (ray.init installed its own, which prints a crash dump of the
         # driver's stack): the batches committed so far stay.
         try:
             with _sigterm_as_interrupt():
-                self._run_tasks(jobs)
+                if ssl_jobs:  # the encoders run in an actor pool, each holding the model once
+                    compute_ssl(self, ssl_jobs)
+                if jobs:
+                    self._run_tasks(jobs)
         except KeyboardInterrupt:
-            raise BuildInterrupted(len(self.built), len(jobs), str(self.index.dir)) from None
+            raise BuildInterrupted(len(self.built), total, str(self.index.dir)) from None
 
     def _run_tasks(self, jobs: list[_Job]) -> None:
         import ray

@@ -30,6 +30,11 @@ setting that changes its numbers, plus ``"set"`` and a code ``"version"`` (the c
     state_dict file the user supplies (``$EMOTUNE_VGG16_WEIGHTS`` or ``--vgg16-weights``); the params
     hold its ``weights_sha256`` (required, see :func:`default_params`), not its path, and the file is
     checked against it wherever it is used. :data:`AUDIO_SETS` are the sets that need nothing else.
+``ssl`` [shape=(layers, 2 * dim)]
+    A pretrained speech encoder's hidden states (input embeddings and every layer), each pooled over
+    time as ``[mean | std]``; the model comes from ``--ssl-model`` / ``$EMOTUNE_SSL_MODEL`` and is
+    keyed by its weights' content (:mod:`emotune.features._ssl`). Built by an actor pool
+    (:mod:`emotune.features._ssl_build`), never with ``all``.
 
 Shared analysis (one per :func:`extract` call): Hann window, ``n_fft=2048``, ``hop_length=512``,
 centred frames with zero padding (librosa's defaults, as the seeds); magnitude ``|X|`` and power
@@ -56,7 +61,7 @@ from typing import Any
 
 import numpy as np
 
-from emotune.features import _dsp, _stats, _vgg
+from emotune.features import _dsp, _ssl, _stats, _vgg
 from emotune.features._analysis import Analysis
 from emotune.features._audio import read_audio
 from emotune.features._errors import FeatureError
@@ -80,6 +85,7 @@ FEATURE_SETS: tuple[str, ...] = (
     "mfcc_seq",
     "melspec",
     "vgg16_bottleneck",
+    "ssl",
 )
 # Sets computed from the audio alone (what ``build(sets="all")`` means); vgg16_bottleneck needs weights.
 AUDIO_SETS: tuple[str, ...] = ("classic", "classic_stats", "functionals", "mfcc_seq", "melspec")
@@ -98,6 +104,7 @@ _VERSIONS = {
     "mfcc_seq": 1,
     "melspec": 1,
     "vgg16_bottleneck": 1,
+    "ssl": 1,
 }
 
 # Parameters every set shares; one extract() call needs them equal across its sets.
@@ -128,6 +135,9 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     # VGG16's 224x224 input; weights_sha256 has no default (see default_params).
     "vgg16_bottleneck": {"n_mels": 128, "top_db": 80.0, "size": [224, 224], "weights_sha256": None},
 }
+
+# A pretrained encoder's pooled hidden states (emotune.features._ssl): the model's params, no default model.
+_DEFAULTS["ssl"] = dict(_ssl.DEFAULTS)
 
 # classic_stats' columns plus more functionals of the same analysis: the same parameters.
 _DEFAULTS["functionals"] = dict(_DEFAULTS["classic_stats"])
@@ -182,16 +192,23 @@ def feature_params(name: str, **overrides: Any) -> dict[str, Any]:
 
 
 def default_params(
-    name: str, *, vgg16_weights: str | os.PathLike[str] | None = None, **overrides: Any
+    name: str,
+    *,
+    vgg16_weights: str | os.PathLike[str] | None = None,
+    ssl_model: str | os.PathLike[str] | None = None,
+    **overrides: Any,
 ) -> dict[str, Any]:
     """:func:`feature_params`, with what a set needs from outside the audio filled in.
 
     For ``vgg16_bottleneck``, ``weights_sha256`` is the sha256 of the weights file (``vgg16_weights``,
-    else ``$EMOTUNE_VGG16_WEIGHTS``) unless given; other sets take no extra input.
+    else ``$EMOTUNE_VGG16_WEIGHTS``) unless given. For ``ssl``, the model's reference, family, content
+    hashes, shape and rate (:func:`emotune.features._ssl.model_params` of ``ssl_model``, else
+    ``$EMOTUNE_SSL_MODEL``) unless ``weights`` is given. Other sets take no extra input.
 
     Args:
         name: One of :data:`FEATURE_SETS`.
         vgg16_weights: A torchvision ``vgg16`` state_dict file.
+        ssl_model: A local model folder or a model id in the local Hugging Face cache.
         **overrides: Parameters to change from the defaults.
 
     Raises:
@@ -204,6 +221,8 @@ def default_params(
     """
     if name == "vgg16_bottleneck" and overrides.get("weights_sha256") is None:
         overrides["weights_sha256"] = _vgg.weights_sha256(vgg16_weights)
+    if name == "ssl" and overrides.get("weights") is None:
+        overrides = {**_ssl.model_params(ssl_model), **overrides}
     return feature_params(name, **overrides)
 
 
@@ -281,6 +300,7 @@ _VALIDATORS: dict[str, Callable[[str, str, Any], Any]] = {
     "top_db": _positive_float,
     "size": _image_size,
     "weights_sha256": _sha256,
+    **_ssl.VALIDATORS,
 }
 
 
@@ -338,6 +358,8 @@ def feature_shape(name_or_params: str | Mapping[str, Any], **overrides: Any) -> 
     p = _as_params(name_or_params, overrides)
     if p["set"] == "vgg16_bottleneck":
         return (_vgg.BOTTLENECK_DIM,)
+    if p["set"] == "ssl":
+        return (p["layers"], 2 * p["dim"])
     if p["set"] == "classic":
         return (p["n_mfcc"] + p["n_chroma"] + p["n_mels"],)
     if p["set"] in _STATS_SETS:
@@ -387,6 +409,7 @@ def extract(
     params: Sequence[Mapping[str, Any]],
     *,
     vgg16_weights: str | os.PathLike[str] | None = None,
+    ssl_model: str | os.PathLike[str] | None = None,
 ) -> list[np.ndarray]:
     """Compute feature sets from one signal with a single STFT shared by all of them.
 
@@ -402,6 +425,8 @@ def extract(
             ``sr``, ``n_fft`` and ``hop_length``.
         vgg16_weights: The weights file of ``vgg16_bottleneck`` (None: ``$EMOTUNE_VGG16_WEIGHTS``);
             its sha256 must be the params' ``weights_sha256``.
+        ssl_model: The encoder of ``ssl`` (None: ``$EMOTUNE_SSL_MODEL``, else the params' ``model``);
+            its weights must be the params' ``weights``. ``ssl`` needs no STFT.
 
     Returns:
         One finite float32 array per params dict, in order; shapes as :func:`feature_shape`.
@@ -415,11 +440,33 @@ def extract(
         ...                                     feature_params("melspec")])  # doctest: +SKIP
     """
     plist = _params_list(params)
+    if any(p["set"] == "ssl" for p in plist):
+        return _with_ssl(y, sr, plist, vgg16_weights=vgg16_weights, ssl_model=ssl_model)
     arrays = extract_inputs(y, sr, plist)
     for i, p in enumerate(plist):
         if p["set"] in BATCHED_SETS:
             arrays[i] = finish_batch(arrays[i][None], p, vgg16_weights=vgg16_weights)[0]
     return arrays
+
+
+def _with_ssl(
+    y: np.ndarray,
+    sr: int,
+    plist: list[dict[str, Any]],
+    *,
+    vgg16_weights: str | os.PathLike[str] | None,
+    ssl_model: str | os.PathLike[str] | None,
+) -> list[np.ndarray]:
+    """:func:`extract` when ``ssl`` is among the sets: the encoder on the signal, the rest as usual."""
+    for p in plist:
+        if p["sr"] != sr:
+            raise FeatureError(f"{p['set']}: the audio is at sr={sr} but the params ask for sr={p['sr']}")
+    y = np.asarray(y)
+    if y.ndim != 1 or y.size == 0 or not np.isfinite(y).all():
+        raise FeatureError(f"audio must be a non-empty, finite 1-D array, got shape {y.shape}")
+    others = [p for p in plist if p["set"] != "ssl"]
+    rest = iter(extract(y, sr, others, vgg16_weights=vgg16_weights) if others else [])
+    return [_ssl.encode(y, p, ssl_model=ssl_model) if p["set"] == "ssl" else next(rest) for p in plist]
 
 
 def extract_inputs(y: np.ndarray, sr: int, params: Sequence[Mapping[str, Any]]) -> list[np.ndarray]:
@@ -491,6 +538,7 @@ def extract_file(
     params: Sequence[Mapping[str, Any]],
     *,
     vgg16_weights: str | os.PathLike[str] | None = None,
+    ssl_model: str | os.PathLike[str] | None = None,
 ) -> list[np.ndarray]:
     """:func:`read_audio` at the params' sample rate, then :func:`extract`.
 
@@ -500,7 +548,7 @@ def extract_file(
     """
     plist = _params_list(params)
     y = read_audio(path, sr=plist[0]["sr"])
-    return extract(y, plist[0]["sr"], plist, vgg16_weights=vgg16_weights)
+    return extract(y, plist[0]["sr"], plist, vgg16_weights=vgg16_weights, ssl_model=ssl_model)
 
 
 def _one_blas_thread(*, heavy: bool = False) -> contextlib.AbstractContextManager[Any]:

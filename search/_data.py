@@ -188,7 +188,7 @@ def feature_sets(space: ModuleType, feature_set: str | Sequence[str] | None) -> 
     Raises:
         StudyError: a set the space does not accept (the message lists those it does).
     """
-    from emotune.spaces import accepts
+    from emotune.spaces import accepts, reads_ssl
 
     ok = accepts(space)
     if feature_set is None:
@@ -197,6 +197,7 @@ def feature_sets(space: ModuleType, feature_set: str | Sequence[str] | None) -> 
     names = [n.strip() for n in given if n.strip()]
     if names == ["all"]:
         names = [space.FEATURES] + [n for n in ok if n != space.FEATURES]
+    ok = (*ok, "ssl") if reads_ssl(space) and "ssl" not in ok else ok  # never in `all`: it needs a model
     bad = [n for n in names if n not in ok]
     if bad or not names:
         raise StudyError(

@@ -124,6 +124,8 @@ def make_objective(
     """Build the objective: K-fold CV of ``space`` on ``data`` with pruning and recording."""
     import optuna
 
+    from emotune.spaces._ssl_view import trial_view, viewed
+
     max_steps = max(1, int(getattr(space, "MAX_STEPS", 1)))
     iterative = hasattr(space, "fit")
     n_classes = len(data.classes)
@@ -143,6 +145,8 @@ def make_objective(
         trial.set_user_attr("worker", me)
         X = data.matrix(trial)
         params = space.suggest(trial)
+        if viewed(space, X):  # an ssl layer stack: the trial's layer and pooling (emotune.spaces._ssl_view)
+            X, _ = trial_view(trial, X)
         oof = np.zeros((len(data.y), n_classes))
         fold_scores: list[float] = []
         train_scores: list[float] = []

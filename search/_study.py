@@ -95,11 +95,13 @@ class StudySpec:
                 if name == "dataset_sha":
                     return f"its {label} differ"
                 return f"it was created with {label}={a!r}, not {b!r}"
-        if self.feature_params != other.feature_params:
+        if _located(self.feature_params) != _located(other.feature_params):
             return "it was created with other feature parameters"
         if sorted(self.feature_choices) != sorted(other.feature_choices):
             return f"it searches feature sets {sorted(self.feature_choices)!r}, not {sorted(other.feature_choices)!r}"
-        if self.feature_choices != other.feature_choices:
+        if {k: _located(v) for k, v in self.feature_choices.items()} != {
+            k: _located(v) for k, v in other.feature_choices.items()
+        }:
             return "it was created with other feature parameters"
         return None
 
@@ -111,6 +113,12 @@ class StudySpec:
         return dataclasses.replace(
             self, feature_set=chosen, feature_params=dict(self.feature_choices[chosen]), feature_choices={}
         )
+
+
+def _located(params: dict[str, Any]) -> dict[str, Any]:
+    """Feature params without where an ``ssl`` model lies (its weights' hash stays): a study resumed with
+    the same weights in another folder (``--ssl-model``) is the same study."""
+    return {k: v for k, v in params.items() if not (params.get("set") == "ssl" and k == "model")}
 
 
 @dataclass

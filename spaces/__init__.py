@@ -27,6 +27,7 @@ from emotune.spaces._registry import (
     get,
     load_file_as,
     names,
+    reads_ssl,
 )
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ __all__ = [
     "median_over_folds",
     "median_over_rounds",
     "names",
+    "reads_ssl",
     "successive_halving_over_epochs",
 ]
 

@@ -78,6 +78,13 @@ def accepts(space: ModuleType) -> tuple[str, ...]:
     return tuple(getattr(space, "ACCEPTS", (features,)))
 
 
+def reads_ssl(space: ModuleType) -> bool:
+    """Whether a space reads the ``ssl`` set besides its ``ACCEPTS``: every space that reads ``functionals``
+    does, one layer at a time (the view its trials choose, :mod:`emotune.spaces._ssl_view`). ``ssl``
+    needs a model (``--ssl-model``), so ``--features all`` leaves it out."""
+    return "ssl" in accepts(space) or "functionals" in accepts(space)
+
+
 def describe(space: ModuleType | str | os.PathLike[str]) -> dict[str, Any]:
     """``{"name", "features", "resources", "max_steps", "summary"}`` of a space, defaults filled in.
 

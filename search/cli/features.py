@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from emotune.features._corpora import CORPORA, MAX_FILE_BYTES, MAX_SECONDS
+from emotune.search.cli._ssl import add_ssl_model
 from emotune.search.cli.options import POSITIVE, SEED, integer
 
 _START = time.perf_counter()  # close to process start: the CLI imports this module first thing
@@ -22,6 +23,7 @@ _BUILD_EXAMPLE = f"""examples:
   emotune features build data/ravdess --set classic --set mfcc_seq --json
   emotune features build my-wavs --labels labels.csv --set all --ray-address 10.0.0.5:6379
   emotune features build data/ravdess --set vgg16_bottleneck --vgg16-weights vgg16-397923af.pth
+  emotune features build data/ravdess --set ssl --ssl-model ~/models/wavlm-base-plus
 
 A rebuild computes only new or changed files; unchanged files are not even read.
 Only regular files are read: a FIFO, a device or a socket (or a link to one) is one failed file.
@@ -107,7 +109,8 @@ def _register_build(features_sub: argparse._SubParsersAction) -> None:
         action="append",
         metavar="NAME",
         help="feature set to build: classic, classic_stats, functionals, mfcc_seq, melspec, vgg16_bottleneck (needs "
-        "the VGG16 weights) or all (every set but vgg16_bottleneck); repeatable (default: classic)",
+        "the VGG16 weights), ssl (needs --ssl-model) or all (every set but vgg16_bottleneck and ssl); repeatable "
+        "(default: classic)",
     )
     build.add_argument(
         "--vgg16-weights",
@@ -133,6 +136,7 @@ def _register_build(features_sub: argparse._SubParsersAction) -> None:
     build.add_argument("--strict", action="store_true", help="exit 1 when any file failed")
     build.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_ssl_model(build)
     build.set_defaults(func=_build)
 
 
@@ -184,6 +188,7 @@ def _build(args: argparse.Namespace) -> int:
             corpus=args.corpus,
             labels=args.labels,
             vgg16_weights=args.vgg16_weights,
+            ssl_model=args.ssl_model,
         )
     except BuildInterrupted as stop:  # Ctrl-C or SIGTERM: what was committed stays
         from emotune.features._ray import ray_shutdown

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from emotune.search.cli._common import add_storage, command, table
+from emotune.search.cli._ssl import add_ssl_model
 
 _PLOT_EXAMPLE = """example:
   emotune plot ~/data/ravdess/Actor_02/03-01-05-02-01-01-02.wav --out figures/angry"""
@@ -57,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--cache", default=None, metavar="DIR", help="feature cache (default: $EMOTUNE_HOME/cache)"
     )
+    add_ssl_model(p)
     p.set_defaults(func=cmd_explore)
 
     p = command(
@@ -73,6 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--out", required=True, metavar="HTML", help="the page to write")
     p.add_argument("--png-dir", default=None, metavar="DIR", help="also write each picture as a PNG there")
     add_storage(p)
+    add_ssl_model(p)
     p.set_defaults(func=cmd_report)
 
 

@@ -18,6 +18,7 @@ from emotune.search.cli._common import (
     print_json,
     run_options,
 )
+from emotune.search.cli._ssl import add_ssl_model
 from emotune.search.cli.options import FOLDS, POSITIVE, SEED, seconds
 
 _ENSEMBLE_EXAMPLE = """example:
@@ -94,6 +95,7 @@ def _register_ensemble(sub: argparse._SubParsersAction) -> None:  # type: ignore
     p.add_argument("--force", action="store_true", help="replace a non-empty MODEL_DIR")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON on stdout")
     add_storage(p)
+    add_ssl_model(p)
     p.set_defaults(func=cmd_ensemble)
 
 
@@ -120,6 +122,7 @@ def _register_predict(sub: argparse._SubParsersAction) -> None:  # type: ignore[
         help="classify windows of this length; the file's probabilities are their mean",
     )
     p.add_argument("--json", action="store_true", help="JSON list on stdout, nothing else there")
+    add_ssl_model(p)
     p.set_defaults(func=cmd_predict)
 
 
@@ -149,6 +152,7 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:  # type: ignore
         "--report", default=None, metavar="HTML", help="also write an HTML report (see `emotune report`)"
     )
     add_storage(p)
+    add_ssl_model(p)
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -161,8 +165,17 @@ def _add_evaluation_budget(p: argparse.ArgumentParser) -> None:
         default=",".join(ev.DEFAULT_SPACES),
         help=f"comma-separated spaces (default {','.join(ev.DEFAULT_SPACES)})",
     )
-    p.add_argument(
+    outer = p.add_mutually_exclusive_group()
+    outer.add_argument(
         "--outer-folds", type=FOLDS, default=ev.DEFAULT_OUTER_FOLDS, help="outer folds (held-out groups)"
+    )
+    outer.add_argument(
+        "--folds",
+        metavar="CSV",
+        default=None,
+        help="outer folds from a file instead: header speaker,fold, speaker ids as emotune prints them "
+        "(ravdess:01), folds from 1; every speaker of the data must be in it (e.g. "
+        "../shared/folds/emobox_ravdess.csv, the EmoBox benchmark's six RAVDESS folds)",
     )
     p.add_argument(
         "--inner-folds", type=FOLDS, default=ev.DEFAULT_INNER_FOLDS, help="inner cross-validation folds"
@@ -315,6 +328,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         features=args.features,
         voter=args.voter,
         progress=True,  # on stderr, so --json output stays clean
+        folds_file=args.folds,
         **run_options(args),
     )
     if args.json:

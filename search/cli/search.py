@@ -21,6 +21,7 @@ from emotune.search.cli._common import (
     run_options,
     table,
 )
+from emotune.search.cli._ssl import add_ssl_model
 from emotune.search.cli.options import FOLDS, PORT, POSITIVE, SEED, seconds
 from emotune.spaces import PRUNER_ALIASES, PRUNERS
 
@@ -126,6 +127,7 @@ def _register_search(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     add_ray(p)
     add_storage(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    add_ssl_model(p)
     p.set_defaults(func=cmd_search)
 
 
@@ -223,6 +225,7 @@ def cmd_spaces(args: argparse.Namespace) -> int:
             ],
         )
     )
+    print("every space that accepts functionals also reads ssl, one layer per trial (--ssl-model)")
     return 0
 
 

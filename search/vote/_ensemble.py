@@ -155,11 +155,14 @@ def full_params(spec: StudySpec, trial_params: Mapping[str, Any]) -> dict[str, A
     import optuna
 
     from emotune.search._study import FEATURES_PARAM
+    from emotune.spaces._ssl_view import VIEW_PARAMS
 
     own = {k: v for k, v in trial_params.items() if k != FEATURES_PARAM}
     with warnings.catch_warnings():  # a value of an older study outside today's range still rebuilds
         warnings.filterwarnings("ignore", message="The value .* is out of the range", category=UserWarning)
-        return dict(space_module(spec).suggest(optuna.trial.FixedTrial(own)))
+        params = dict(space_module(spec).suggest(optuna.trial.FixedTrial(own)))
+    # An ssl layer view (emotune.spaces._ssl_view) is the trial's, not the space's: kept with its params.
+    return {**params, **{k: own[k] for k in VIEW_PARAMS if k in own}}
 
 
 def top_candidates(url: str, opened: Opened, top_k: int, *, progress: bool = True) -> list[Candidate]:
@@ -277,7 +280,9 @@ def pooled_stats(X: np.ndarray) -> dict[str, Any]:
 
 def build_member(c: Candidate, n_classes: int) -> Any:
     """A fresh, unfitted estimator of a candidate."""
-    return space_module(c.spec).build(c.params, seed=c.spec.seed, n_classes=n_classes)
+    from emotune.spaces._ssl_view import build_viewed
+
+    return build_viewed(space_module(c.spec), c.params, seed=c.spec.seed, n_classes=n_classes)
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:

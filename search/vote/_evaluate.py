@@ -175,6 +175,7 @@ def evaluate(
     ray_address: str | None = None,
     num_cpus: int | None = None,
     progress: bool = True,
+    folds_file: str | Path | None = None,
 ) -> EvaluateResult:
     """Run a nested evaluation and return per-fold and summary scores.
 
@@ -195,6 +196,8 @@ def evaluate(
         target, protocol, metric, seed, corpus, labels: as for ``emotune search``.
         cache_dir, ray_address, num_cpus: feature cache and Ray settings.
         progress: Progress on stderr.
+        folds_file: A ``speaker,fold`` CSV giving the outer folds instead of ``outer``
+            (:mod:`emotune.search.vote._folds`).
     """
     from emotune.search.vote._stack import VOTERS
 
@@ -204,7 +207,7 @@ def evaluate(
     conditions = _conditions(speaker_norm)
     plan = _plan(data, spaces, features, target=target, protocol=protocol, outer=outer, seed=seed,
                  corpus=corpus, labels=labels, cache_dir=cache_dir, ray_address=ray_address,
-                 num_cpus=num_cpus, progress=progress)  # fmt: skip
+                 num_cpus=num_cpus, progress=progress, folds_file=folds_file)  # fmt: skip
     settings = _settings(
         plan, conditions, target=target, protocol=protocol, metric=metric, seed=seed, inner=inner,
         trials=trials, timeout=timeout, workers=workers, top_k=top_k, voter=voter,
@@ -418,6 +421,7 @@ def _plan(
     ray_address: str | None,
     num_cpus: int | None,
     progress: bool,
+    folds_file: str | Path | None = None,
 ) -> _Plan:
     """Check the settings, scan and label the data, build its features, make the outer folds."""
     from emotune.features import default_params, label_of
@@ -460,9 +464,17 @@ def _plan(
         k = min(outer, min(labels_.count(c) for c in set(labels_)))
         if k < 2:
             raise EvaluateError("a class has fewer than 2 files: cannot make outer folds")
-    if k < outer:
-        _say(f"using {k} outer folds instead of {outer} (too few speakers or files per class)", progress)
-    tests = outer_folds(labels_, groups, [r.gender for r in rows], hashes, protocol=protocol, k=k, seed=seed)
+    if folds_file is not None:  # a published protocol's folds (emotune.search.vote._folds)
+        from emotune.search.vote._folds import folds_from_file
+
+        tests = folds_from_file(folds_file, groups)
+        _say(f"{len(tests)} outer folds from {folds_file}", progress)
+    else:
+        if k < outer:
+            _say(f"using {k} outer folds instead of {outer} (too few speakers or files per class)", progress)
+        tests = outer_folds(
+            labels_, groups, [r.gender for r in rows], hashes, protocol=protocol, k=k, seed=seed
+        )
     roots = [str(Path(d).resolve()) for d in data]
     return _Plan(rows, hashes, labels_, groups, tests, modules, sets, list(spaces), roots, target, protocol,
                  seed, cache_dir)  # fmt: skip

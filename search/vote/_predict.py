@@ -230,6 +230,7 @@ def predict(
     voter, manifest = load(model_dir)
     classes = [str(c) for c in manifest["classes"]]
     inputs: dict[str, Any] = manifest["inputs"]
+    _check_encoders(inputs)
     files, errors = collect_files(paths)
     report = on_error or (lambda p, r: None)
     for p, r in errors:
@@ -251,6 +252,19 @@ def predict(
         for i, f in enumerate(good)
     ]
     return PredictResult(out, errors, manifest)
+
+
+def _check_encoders(inputs: dict[str, Any]) -> None:
+    """Refuse, before any file is read, an ``ssl`` input whose encoder is missing or other weights.
+
+    The encoder is ``$EMOTUNE_SSL_MODEL`` (``--ssl-model``) when set, else the manifest's reference;
+    it must hold the weights the model was trained on (by content).
+    """
+    from emotune.features._ssl import checked_model_dir
+
+    for spec in inputs.values():
+        if spec["feature_params"].get("set") == "ssl":
+            checked_model_dir(spec["feature_params"])
 
 
 def _extract_all(

@@ -485,6 +485,7 @@ def test_defaults_and_shapes() -> None:
         "mfcc_seq",
         "melspec",
         "vgg16_bottleneck",
+        "ssl",
     )
     assert AUDIO_SETS == ("classic", "classic_stats", "functionals", "mfcc_seq", "melspec")
     for name in AUDIO_SETS:  # vgg16_bottleneck needs a weights_sha256: tests/features/test_vgg_bottleneck.py

@@ -47,6 +47,16 @@ def _shape(feature_set: str) -> tuple[int, ...]:
 
     if feature_set == "vgg16_bottleneck":  # its params need a weights file's sha256; its shape does not
         return feature_shape(feature_params(feature_set, weights_sha256="0" * 64))
+    if feature_set == "ssl":  # its params describe a model; 4 hidden states of width 8, as mean and std
+        model = {
+            "model": "m",
+            "family": "wavlm",
+            "weights": "0" * 64,
+            "config": "0" * 32,
+            "layers": 4,
+            "dim": 8,
+        }
+        return feature_shape(feature_params(feature_set, **model))
     if feature_set in ("classic", "classic_stats", "functionals"):
         return (len(feature_columns(feature_set)),)
     params = feature_params(feature_set)
