@@ -36,10 +36,13 @@ test: lint typecheck browser
 # The README's pictures (docs/*.png), drawn by the commands themselves from the synthetic corpus:
 # plot, explore, two short searches, an ensemble and its report. Storage: $$EMOTUNE_STORAGE, else
 # the embedded PostgreSQL. The PNGs are reduced to 256 colours to stay small in the repository.
+# Nothing is deleted first: each command writes only into a new folder or its own earlier output
+# (a marker file, a model directory's manifest), so a run refreshes the last one and a folder that
+# is not emotune's is refused, not wiped.
 FIGS := .emotune/figures
 DOC_FIGS := waveform spectrogram_linear spectrogram_db spectrum_loudest_frame spectral_envelope mfcc
 figures: $(STAMP)
-	rm -rf $(FIGS) && mkdir -p $(FIGS) docs
+	mkdir -p $(FIGS) docs
 	$(BIN)/emotune corpus synth $(FIGS)/synth --actors 4 --seed 0
 	$(BIN)/emotune plot $(FIGS)/synth/Actor_01/03-01-05-02-01-01-01.wav --out $(FIGS)/plot
 	$(BIN)/emotune explore $(FIGS)/synth --out $(FIGS)/explore
@@ -47,7 +50,7 @@ figures: $(STAMP)
 	  $(BIN)/emotune studies delete figures-$$s >/dev/null 2>&1; \
 	  $(BIN)/emotune search $$s --study figures-$$s --data $(FIGS)/synth --trials 30 --workers 2 || exit 1; \
 	done
-	$(BIN)/emotune ensemble figures-knn figures-logreg --out $(FIGS)/model
+	$(BIN)/emotune ensemble figures-knn figures-logreg --out $(FIGS)/model --force
 	$(BIN)/emotune report $(FIGS)/model --out $(FIGS)/report.html --png-dir $(FIGS)/report
 	for f in $(DOC_FIGS); do cp $(FIGS)/plot/$$f.png docs/plot_$$f.png; done
 	cp $(FIGS)/explore/pca_kmeans.png docs/explore_pca_kmeans.png

@@ -1009,6 +1009,8 @@ def _progress(total: int, enabled: bool) -> Any:
 def prune(
     cache_dir: str | os.PathLike[str] | None = None,
     keep_paths: Iterable[str | os.PathLike[str]] | None = None,
+    *,
+    yes: bool = False,
 ) -> int:
     """Drop cache entries that no known file refers to any more.
 
@@ -1016,19 +1018,34 @@ def prune(
     size and modification time. With ``keep_paths`` (files and folders), only the audio files under
     them are known: everything else is dropped.
 
+    Nothing is dropped without ``yes`` when the paths look mistaken: a keep path that does not
+    exist or yields no audio file (a typo, an empty or unmounted folder), or a prune that would
+    drop every entry of the cache (without paths: every known file is gone, as when the data's
+    disk is not mounted). The refusal says how many entries would go.
+
     Args:
         cache_dir: The cache folder (default :func:`default_cache_dir`).
         keep_paths: Files and folders whose features to keep.
+        yes: Drop them anyway (the CLI's ``--yes``).
 
     Returns:
         Number of entries (feature arrays and recorded failures) dropped.
+
+    Raises:
+        FeatureError: the prune was refused (one line: the path, and how many entries would go).
     """
     with open_index(cache_dir) as index:
         keep: set[str] | None = None
+        empty: list[str] = []
         if keep_paths is not None:
             # Every audio file under the paths, labelled or not (a labels CSV may have named them).
-            found = scan([os.fspath(p) for p in keep_paths])
-            files = [row.path for row in found.rows] + [path for path, _ in found.unparsed]
+            files = []
+            for p in keep_paths:
+                found = scan([os.fspath(p)]) if os.path.exists(p) else None
+                under = [] if found is None else [r.path for r in found.rows] + [q for q, _ in found.unparsed]
+                if not under:
+                    empty.append(os.fspath(p))
+                files += under
             keep = {s.sha for s in resolve_hashes(index, files) if s.sha}
         # One write transaction from deciding what lives to deleting the rest: entries a concurrent
         # build commits meanwhile wait for it, and are judged with their stat entries.
@@ -1037,6 +1054,8 @@ def prune(
             db.execute("CREATE TEMP TABLE IF NOT EXISTS live (sha TEXT PRIMARY KEY)")
             db.execute("DELETE FROM live")
             db.executemany("INSERT OR IGNORE INTO live (sha) VALUES (?)", [(s,) for s in live])
+            if not yes:
+                _refuse_mistaken_prune(db, index.dir, empty)  # raises inside: rolled back, nothing dropped
             dropped = db.execute("DELETE FROM features WHERE sha NOT IN (SELECT sha FROM live)").rowcount
             dropped += db.execute("DELETE FROM failures WHERE sha NOT IN (SELECT sha FROM live)").rowcount
             db.execute("DELETE FROM audio WHERE sha NOT IN (SELECT sha FROM live)")
@@ -1046,6 +1065,28 @@ def prune(
             )
         index.conn.execute("PRAGMA incremental_vacuum").fetchall()  # one page per step: run them all
         return dropped
+
+
+def _refuse_mistaken_prune(db: sqlite3.Connection, cache: Path, empty: Sequence[str]) -> None:
+    """Raise when a prune looks mistaken (see :func:`prune`), naming how many entries would go."""
+    total = sum(db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("features", "failures"))
+    going = sum(
+        db.execute(f"SELECT COUNT(*) FROM {t} WHERE sha NOT IN (SELECT sha FROM live)").fetchone()[0]
+        for t in ("features", "failures")
+    )
+    if not going:
+        return
+    if empty:
+        what = "does not exist" if not os.path.exists(empty[0]) else "holds no audio file"
+        raise FeatureError(
+            f"features prune {empty[0]}: {what}; pruning against it would drop {going} of the {total} "
+            f"entries in {cache}: nothing was dropped (check the path, or give --yes to drop them)"
+        )
+    if going == total:
+        raise FeatureError(
+            f"features prune: no file the cache knows is still there; this would drop all {total} entries "
+            f"in {cache} (is the data's disk mounted?): nothing was dropped (give --yes to drop them)"
+        )
 
 
 def _live_shas(db: sqlite3.Connection) -> set[str]:

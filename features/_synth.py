@@ -11,11 +11,17 @@ formants. Every parameter also varies per actor and per file, so the classes ove
 learns them, but not perfectly.
 
 Output is deterministic per seed: each file has its own random stream, keyed by (seed, actor, file).
+
+The corpus is written only into a new or empty folder, or over an earlier synthetic corpus: the
+folder is marked (:data:`~emotune.features._outdir.MARKER`, written by ``emotune corpus synth``),
+and any other non-empty folder, a real corpus above all, is refused before anything is written.
+Each file is written atomically (temporary file + rename).
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import numbers
 import wave
 from collections.abc import Iterator
@@ -26,6 +32,9 @@ import numpy as np
 
 from emotune.features._errors import FeatureError
 from emotune.features._labels import EMOTIONS
+from emotune.features._outdir import prepare_output_dir, write_atomic
+
+SYNTH_OWNER = "emotune corpus synth"  # the marker of a synthetic corpus's folder
 
 
 @dataclass(frozen=True)
@@ -103,10 +112,12 @@ def synthesize(
     Layout and names follow RAVDESS speech: ``out/Actor_XX/03-01-EE-II-SS-RR-AA.wav`` (mono 16-bit
     PCM WAV, 1.5-2.5 s), odd actors male, eight emotions x two intensities (neutral has only normal
     intensity, as in RAVDESS) x ``statements`` x ``repetitions``: 60 files per actor by default.
-    Nothing else is written into ``out``; existing files of the same names are overwritten.
+    ``out`` must be new, empty, or an earlier synthetic corpus (its marker): synthetic files are
+    never mixed into a real corpus, and a recording is never overwritten. Besides the WAV files only
+    the marker is written; an earlier synthetic corpus's files of the same names are replaced.
 
     Args:
-        out: Folder to write into (created if missing).
+        out: Folder to write into (created if missing, and marked).
         actors: Number of actors, 1-99.
         seed: Random seed; the same seed gives the same bytes.
         sr: Sample rate in Hz (8000-96000).
@@ -114,7 +125,8 @@ def synthesize(
         repetitions: Repetitions of each statement, 1-99.
 
     Raises:
-        FeatureError: A parameter is out of range, or ``out`` is a file.
+        FeatureError: A parameter is out of range.
+        OutputDirError: ``out`` is a file, or a non-empty folder that is not a synthetic corpus.
 
     Example:
         >>> files = synthesize("synth", actors=2, seed=1)  # doctest: +SKIP
@@ -128,8 +140,7 @@ def synthesize(
     if not isinstance(seed, numbers.Integral) or seed < 0:
         raise FeatureError(f"synth seed must be a non-negative integer, got {seed!r}")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise FeatureError(f"{out}: exists and is not a folder")
+    out = prepare_output_dir(out, owner=SYNTH_OWNER, flag="OUT")
 
     written: list[Path] = []
     for actor in range(1, actors + 1):
@@ -292,9 +303,11 @@ def _unit_circle(size: int) -> np.ndarray:
 
 
 def _write_wav(path: Path, signal: np.ndarray, sr: int) -> None:
-    """Mono 16-bit PCM WAV with a plain header (no extra chunks)."""
-    with wave.open(str(path), "wb") as handle:
+    """Mono 16-bit PCM WAV with a plain header (no extra chunks), written atomically."""
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as handle:
         handle.setnchannels(1)
         handle.setsampwidth(2)
         handle.setframerate(sr)
         handle.writeframes(np.round(signal * 32767.0).astype("<i2").tobytes())
+    write_atomic(path, buf.getvalue())

@@ -20,6 +20,7 @@ SYNTH_ACTORS = 4
 TRIALS_SYNTH = 12
 TRIALS_DATA = 8
 PREDICT_FILES = 6
+DEMO_OWNER = "emotune demo"  # the marker of the demo's --out folder (emotune.features._outdir)
 
 
 class _Steps:
@@ -54,17 +55,23 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo; returns what was written (also printed as the final summary)."""
     from emotune.features import build, default_cache_dir, scan
+    from emotune.features._outdir import check_output_dir, prepare_output_dir
     from emotune.search._storage import embedded_dir, redact, resolve_url
     from emotune.search._study import StudyError
     from emotune.search.vote._ensemble import build_ensemble
     from emotune.search.vote._table import describe
 
     out = out.absolute()
-    out.mkdir(parents=True, exist_ok=True)
-    steps = _Steps(7)
     n_trials = trials or (TRIALS_DATA if data else TRIALS_SYNTH)
     if n_trials < 1:
         raise StudyError(f"--trials {n_trials} must be at least 1")
+    if data is not None and not data.exists():
+        raise StudyError(f"--data {data}: no such folder")
+    # --out is new, empty or an earlier demo's: nothing else is ever written into or deleted.
+    check_output_dir(out, owner=DEMO_OWNER)
+    _check_demo_parts(out, synthetic=data is None)
+    prepare_output_dir(out, owner=DEMO_OWNER)
+    steps = _Steps(7)
 
     data = _corpus(steps, out, data)  # 1
 
@@ -106,10 +113,26 @@ def run_demo(
     return {"written": written, "studies": studies, "summaries": summaries, "seconds": steps.elapsed}
 
 
+def _check_demo_parts(out: Path, *, synthetic: bool) -> None:
+    """Refuse an earlier demo folder whose parts were replaced by something the demo did not write.
+
+    ``model`` is replaced only when it is a model directory (``ensemble --force``'s rule) and
+    ``data`` only when it is a synthetic corpus (``corpus synth``'s rule); ``best`` holds the
+    demo's own JSON files. Checked before any work, so a refusal leaves everything as it was.
+    """
+    from emotune.features._outdir import check_output_dir
+    from emotune.features._synth import SYNTH_OWNER
+    from emotune.search.vote._modeldir import is_model_dir
+
+    check_output_dir(out / "model", owner="emotune ensemble", recognise=is_model_dir)
+    if synthetic:
+        check_output_dir(out / "data", owner=SYNTH_OWNER)
+    check_output_dir(out / "best", owner=DEMO_OWNER)
+
+
 def _corpus(steps: _Steps, out: Path, data: Path | None) -> Path:
     """Step 1: the corpus folder: ``data`` as given, or a synthetic one written under ``out``."""
     from emotune.features import synthesize
-    from emotune.search._study import StudyError
 
     if data is None:
         steps.start(f"synthetic corpus: {SYNTH_ACTORS} actors, RAVDESS naming")
@@ -118,8 +141,6 @@ def _corpus(steps: _Steps, out: Path, data: Path | None) -> Path:
         steps.done(f"{len(files)} files in {data}")
         return data
     steps.start(f"corpus: {data}")
-    if not data.exists():
-        raise StudyError(f"--data {data}: no such folder")
     steps.done("using it as is")
     return data.absolute()
 
@@ -155,9 +176,11 @@ def _export_studies(
     steps: _Steps, url: str, studies: Sequence[str], spaces: Sequence[str], best_dir: Path
 ) -> list[Path]:
     """Step 6: each study's best params as ``best_dir/<space>.json``."""
+    from emotune.features._outdir import prepare_output_dir
     from emotune.search._export import export_best, write_atomic
 
     steps.start("export: best params of each study as JSON")
+    prepare_output_dir(best_dir, owner=DEMO_OWNER)
     exported = []
     for name, space in zip(studies, spaces, strict=True):
         doc = export_best(url, name)
@@ -172,6 +195,7 @@ def _predict_held_out(steps: _Steps, url: str, study: str, model_dir: Path, out:
     """Step 7: predict held-out files (speakers the model never saw); the predictions JSON written."""
     from emotune.search import _search
     from emotune.search._export import write_atomic
+    from emotune.search.cli.model import rounded
     from emotune.search.vote._predict import format_text, predict
 
     steps.start(f"predict: {PREDICT_FILES} held-out files with the model directory")
@@ -180,7 +204,7 @@ def _predict_held_out(steps: _Steps, url: str, study: str, model_dir: Path, out:
     paths = [sdata.rows[i]["path"] for i in picks]
     truth = {sdata.rows[i]["path"]: sdata.labels[i] for i in picks}
     pred = predict(model_dir, paths, on_error=lambda p, r: print(f"{p}: {r}", file=sys.stderr))
-    print(format_text(pred.predictions))
+    print(format_text(rounded(pred.predictions)))
     hits = sum(p.label == truth[p.path] for p in pred.predictions)
     predictions_path = out / "predictions.json"
     write_atomic(

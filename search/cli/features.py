@@ -68,7 +68,11 @@ def _register_corpus(subparsers: argparse._SubParsersAction) -> None:
         epilog=_SYNTH_EXAMPLE,
         formatter_class=raw,
     )
-    synth.add_argument("out", metavar="OUT", help="folder to write Actor_XX/*.wav into")
+    synth.add_argument(
+        "out",
+        metavar="OUT",
+        help="folder to write Actor_XX/*.wav into: new, empty, or an earlier synthetic corpus (never a real one)",
+    )
     synth.add_argument(
         "--actors", type=integer(1, 99), default=4, metavar="N", help="number of actors (default 4)"
     )
@@ -146,12 +150,16 @@ def _register_prune(features_sub: argparse._SubParsersAction) -> None:
         "prune",
         help="drop cache entries no file refers to any more",
         description="Drop cached features whose file is gone or changed. With DATA, keep only the\n"
-        "features of the audio files under DATA.",
+        "features of the audio files under DATA. Refused without --yes when a DATA path does not exist or\n"
+        "holds no audio file, or when every entry would go; the refusal says how many entries would go.",
         epilog=_PRUNE_EXAMPLE,
         formatter_class=raw,
     )
     prune.add_argument("data", nargs="*", metavar="DATA", help="files or folders whose features to keep")
     _add_cache(prune)
+    prune.add_argument(
+        "--yes", action="store_true", help="drop even when DATA yields no audio or every entry would go"
+    )
     prune.add_argument("--json", action="store_true", help="print {'dropped': N, 'cache': DIR} on stdout")
     prune.set_defaults(func=_prune)
 
@@ -265,7 +273,7 @@ def _summary(report: Any) -> None:
 def _prune(args: argparse.Namespace) -> int:
     from emotune.features import default_cache_dir, prune
 
-    dropped = prune(args.cache, keep_paths=args.data or None)
+    dropped = prune(args.cache, keep_paths=args.data or None, yes=args.yes)
     cache = args.cache or str(default_cache_dir())
     if args.json:
         sys.stdout.write(json.dumps({"dropped": dropped, "cache": cache}) + "\n")

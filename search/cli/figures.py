@@ -34,7 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "figure and recording.png with all of them.",
     )
     p.add_argument("file", metavar="FILE", help="an audio file (WAV, AIFF, FLAC...)")
-    p.add_argument("--out", default=".", metavar="DIR", help="folder for the PNGs (default: the current one)")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="folder for the PNGs: new, empty, or one plot/explore wrote before (nothing else is written into)",
+    )
     p.set_defaults(func=cmd_plot)
 
     p = command(
@@ -51,7 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--features", default="classic", metavar="SET", help="feature set (default classic)")
     p.add_argument("--target", default="emotion", help="label scheme (default emotion)")
     p.add_argument(
-        "--out", default=".", metavar="DIR", help="folder for the figures (default: the current one)"
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="folder for the figures: new, empty, or one plot/explore wrote before (nothing else is written into)",
     )
     p.add_argument("--corpus", default=None, help="force the corpus reader")
     p.add_argument("--labels", default=None, metavar="CSV", help="labels file for a generic corpus")
@@ -72,8 +80,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "confusion matrices, per-class recall and the voter's weights. Written atomically.",
     )
     p.add_argument("sources", nargs="+", metavar="STUDY|MODEL_DIR|EVAL.json")
-    p.add_argument("--out", required=True, metavar="HTML", help="the page to write")
-    p.add_argument("--png-dir", default=None, metavar="DIR", help="also write each picture as a PNG there")
+    p.add_argument(
+        "--out", required=True, metavar="HTML", help="the page to write (a new file, or a page emotune wrote)"
+    )
+    p.add_argument(
+        "--png-dir",
+        default=None,
+        metavar="DIR",
+        help="also write each picture as a PNG there (a new or empty folder, or one emotune wrote figures into)",
+    )
     add_storage(p)
     add_ssl_model(p)
     p.set_defaults(func=cmd_report)
@@ -81,7 +96,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from emotune.search.viz import plot_recording
+    from emotune.search.viz._common import check_dir
 
+    check_dir(args.out)  # before decoding: a refused folder costs nothing
     written = plot_recording(args.file, args.out)
     for path in written.values():
         print(path)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from emotune.features import METRICS, SCHEMES
 from emotune.search._study import PROTOCOLS
@@ -104,7 +106,8 @@ def _register_predict(sub: argparse._SubParsersAction) -> None:  # type: ignore[
         sub,
         "predict",
         help="classify audio files with a model directory",
-        description="Label and class probabilities (unrounded) for each audio file, computed with exactly the "
+        description="Label and class probabilities (3 decimals here, unrounded with --json) for each audio file, "
+        "computed with exactly the "
         "feature parameters in the model's manifest. A model directory whose files do not match their "
         "checksums, or made for other feature versions, is refused. A file that cannot be read is reported on "
         "stderr and skipped. Exit 0 when at least one file was classified. speaker_norm in the output: "
@@ -294,15 +297,37 @@ def cmd_predict(args: argparse.Namespace) -> int:
             else "no audio files given"
         )
     if args.json:
-        print_json([p.to_json() for p in result.predictions])
+        print_json([p.to_json() for p in result.predictions])  # unrounded
     else:
-        print(pr.format_text(result.predictions))
+        print(pr.format_text(rounded(result.predictions)))
     if result.errors:
         print(
             f"emotune: {len(result.predictions)} files classified, {len(result.errors)} could not be",
             file=sys.stderr,
         )
     return 0
+
+
+PROBABILITY_DIGITS = 3  # the terminal's probabilities; --json keeps them unrounded
+
+
+def rounded(predictions: Sequence[Any], digits: int = PROBABILITY_DIGITS) -> list[Any]:
+    """Copies of predictions whose probabilities (of the file and of each window) are rounded for people."""
+    import dataclasses
+
+    def r(probabilities: dict[str, float]) -> dict[str, float]:
+        return {c: round(float(v), digits) for c, v in probabilities.items()}
+
+    return [
+        dataclasses.replace(
+            p,
+            probabilities=r(p.probabilities),
+            windows=None
+            if p.windows is None
+            else [{**w, "probabilities": r(w["probabilities"])} for w in p.windows],
+        )
+        for p in predictions
+    ]
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

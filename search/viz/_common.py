@@ -80,13 +80,22 @@ def _umask() -> int:
     return mask
 
 
-def out_dir(path: str | os.PathLike[str]) -> Path:
-    """``--out DIR`` made if missing; a path that is a file is a one-line error."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise VizError(f"--out {out}: exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise VizError(f"--out {out}: cannot create it ({exc.strerror})") from None
-    return out
+FIGURES = "emotune figures"  # the owner in the marker of folders plot, explore and report --png-dir fill
+
+
+def check_dir(path: str | os.PathLike[str], *, flag: str = "--out") -> Path:
+    """Refuse a figures folder emotune may not write into, creating nothing (call before the work).
+
+    Allowed: a missing folder, an empty one, or one that plot, explore or ``report --png-dir`` wrote
+    (its marker, see :mod:`emotune.features._outdir`). Anything else is a one-line error.
+    """
+    from emotune.features._outdir import check_output_dir
+
+    return check_output_dir(path, owner=FIGURES, flag=flag)
+
+
+def out_dir(path: str | os.PathLike[str], *, flag: str = "--out") -> Path:
+    """``--out DIR`` made if missing and marked as emotune's; a file or a foreign folder is a one-line error."""
+    from emotune.features._outdir import prepare_output_dir
+
+    return prepare_output_dir(path, owner=FIGURES, flag=flag)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from emotune.search.viz._common import VizError, figure, out_dir, png_bytes, write_atomic
+from emotune.search.viz._common import VizError, check_dir, figure, out_dir, png_bytes, write_atomic
 
 PCA_SIZE = (1000, 800)
 COUNTS_SIZE = (1200, 500)
@@ -101,11 +101,12 @@ def explore(
 
     Raises:
         FeatureError: bad folders, feature set or target.
-        VizError: fewer than two classes or too few files to cluster, or an unusable ``out``.
+        VizError: fewer than two classes or too few files to cluster.
+        OutputDirError: ``out`` is a file or a folder emotune did not write (checked first).
     """
     from emotune.features import build, load, scan
 
-    folder = out_dir(out)
+    check_dir(out)  # a refused --out costs nothing: nothing is built, created or written
     scanned = scan(list(data), corpus=corpus, labels=labels)
     if not scanned.rows:
         raise VizError(f"no labelled audio files under {', '.join(map(str, data))}")
@@ -135,9 +136,14 @@ def explore(
         counts=dict(counts),
         dropped=list(ds.dropped),
     )
-    view.files[PCA_FIGURE] = write_atomic(folder / f"{PCA_FIGURE}.png", pca_png(view))
-    view.files[COUNTS_FIGURE] = write_atomic(folder / f"{COUNTS_FIGURE}.png", counts_png(view))
-    view.files["counts"] = write_atomic(folder / COUNTS_CSV, counts_csv(view).encode())
+    drawn = {
+        PCA_FIGURE: (f"{PCA_FIGURE}.png", pca_png(view)),
+        COUNTS_FIGURE: (f"{COUNTS_FIGURE}.png", counts_png(view)),
+        "counts": (COUNTS_CSV, counts_csv(view).encode()),
+    }
+    folder = out_dir(out)  # created only now, with everything to write in hand
+    for key, (name, payload) in drawn.items():
+        view.files[key] = write_atomic(folder / name, payload)
     return view
 
 

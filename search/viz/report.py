@@ -33,6 +33,7 @@ from emotune.search.viz._common import VizError, figure, png_bytes, quiet_plotti
 
 WIDE = (900, 420)
 REPORT_FILE = "report.html"  # the page ``ensemble`` writes into a model directory
+GENERATOR = "emotune report"  # in every page's <meta name="generator">: how --out knows its own pages
 
 
 @dataclass
@@ -110,7 +111,7 @@ def render(title: str, sections: Sequence[Section], *, subtitle: str = "") -> st
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
         "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
+        f'<html lang="en"><head><meta charset="utf-8"><meta name="generator" content="{GENERATOR}">',
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="meta">{html.escape(subtitle)} Made by emotune {html.escape(emotune_version())} on {stamp}.</p>',
@@ -336,13 +337,14 @@ def ensemble_sections(manifest: Mapping[str, Any]) -> list[Section]:
     """The ensemble's part of the page, from a model directory's manifest."""
     classes = list(manifest.get("classes") or [])
     rows = list(manifest.get("metrics", {}).get("rows") or [])
+    stacked = (manifest.get("voter") or {}).get("kind") == "stacked"
     sec = Section("ensemble")
     sec.text(
         f"{len(manifest.get('members', []))} members from {len(manifest.get('studies', []))} studies "
         f"({', '.join(manifest.get('studies', []))}); target {manifest.get('target')} ({len(classes)} classes), "
         f"protocol {manifest.get('protocol')}, {manifest.get('n_train')} training / {manifest.get('n_test')} test files"
         + (f", test speakers {', '.join(manifest['test_speakers'])}" if manifest.get("test_speakers") else "")
-        + f"; weights chosen on out-of-fold {manifest.get('metric')}."
+        + f"; {_voter_words(manifest)}."
     )
     sec.table(
         ["model", "space", "features", "weight", "train acc", "CV acc", "CV UAR", "test acc", "test UAR"],
@@ -351,7 +353,7 @@ def ensemble_sections(manifest: Mapping[str, Any]) -> list[Section]:
                 r.get("member"),
                 r.get("space"),
                 r.get("feature_set"),
-                r.get("weight"),
+                _weight_cell(r, stacked),
                 r.get("train_accuracy"),
                 r.get("cv_accuracy"),
                 r.get("cv_uar"),
@@ -362,11 +364,11 @@ def ensemble_sections(manifest: Mapping[str, Any]) -> list[Section]:
         ],
         "train / CV / test (CV: pooled out-of-fold predictions on the training part)",
     )
-    weights = {m["name"]: float(m["weight"]) for m in manifest.get("members", [])}
+    weights = member_weights(manifest)
     if weights:
         sec.image(weights_png(weights, "voter weights (greedy selection with replacement)"), "voter weights")
     sel = manifest.get("selection") or {}
-    if sel.get("candidates"):
+    if sel.get("candidates") and not stacked:
         sec.table(
             ["candidate", f"out-of-fold {manifest.get('metric')}", "times chosen"],
             [[c["name"], c["oof_score"], c["count"]] for c in sel["candidates"]],
@@ -394,6 +396,36 @@ def ensemble_sections(manifest: Mapping[str, Any]) -> list[Section]:
     if conf.blocks:
         out.append(conf)
     return out
+
+
+def _weight_cell(row: Mapping[str, Any], stacked: bool) -> Any:
+    """A row's weight; for a stacked voter's members "stacked" (in the voter) or none (no fixed weights)."""
+    if not stacked or row.get("member") == "voter":
+        return row.get("weight")
+    return "stacked" if row.get("in_voter", row.get("weight")) else None
+
+
+def member_weights(manifest: Mapping[str, Any]) -> dict[str, float]:
+    """Each member's weight in a greedy voter; empty for a stacked one (its blend is learned, not weights)."""
+    members = manifest.get("members") or []
+    if not members or any(not isinstance(m.get("weight"), (int, float)) for m in members):
+        return {}
+    return {str(m["name"]): float(m["weight"]) for m in members}
+
+
+def _voter_words(manifest: Mapping[str, Any]) -> str:
+    """How the voter blends its members, for the page's first paragraph."""
+    voter = manifest.get("voter") or {}
+    metric = manifest.get("metric")
+    if voter.get("kind") == "stacked":
+        c = voter.get("meta_C")
+        return (
+            "stacked voter: a logistic regression"
+            + (f" (C={c:g})" if isinstance(c, (int, float)) else "")
+            + " reads the members' log-probabilities, fit on their out-of-fold probabilities "
+            f"(chosen by cross-validation on out-of-fold {metric}); the members have no fixed weights"
+        )
+    return f"weights chosen on out-of-fold {metric}"
 
 
 def model_dir_page(model_dir: str | os.PathLike[str], *, url: str | None = None) -> str:
@@ -434,8 +466,35 @@ def _label(row: Mapping[str, Any]) -> str:
     return str(row["model"]) + (" (speaker-normalised)" if row.get("speaker_norm") is True else "")
 
 
+def tick_labels(names: Sequence[str], width: int = 16) -> list[str]:
+    """Axis labels that do not run into each other: long names wrapped onto lines of ``width``.
+
+    Lines break after a space, ``-``, ``_``, ``+`` or ``#`` (``"logreg (speaker-normalised)"`` ->
+    ``"logreg\n(speaker-\nnormalised)"``), and inside a part longer than ``width``.
+    """
+    import re
+
+    out = []
+    for name in names:
+        lines = [""]
+        for part in re.findall(r"[^ \-_+#]*[ \-_+#]?", str(name)):
+            while len(part) > width:  # a part alone too long: cut it
+                lines += [part[:width], ""]
+                part = part[width:]
+            if lines[-1] and len(lines[-1].rstrip()) + len(part.rstrip()) > width:
+                lines.append("")
+            lines[-1] += part
+        out.append("\n".join(line.strip() for line in lines if line.strip()))
+    return out
+
+
 def _scores_png(summary: Sequence[Mapping[str, Any]], folds: Sequence[Mapping[str, Any]]) -> bytes:
     """Bars of each model's test accuracy and UAR (mean ± std over outer folds), each fold's UAR as a dot."""
+    return png_bytes(scores_figure(summary, folds))
+
+
+def scores_figure(summary: Sequence[Mapping[str, Any]], folds: Sequence[Mapping[str, Any]]) -> Any:
+    """The figure of :func:`_scores_png`; model names wrapped (and turned when many) so none overlap."""
     models = [_label(s) for s in summary]
     fig = figure(*WIDE)
     ax = fig.add_subplot()
@@ -453,13 +512,14 @@ def _scores_png(summary: Sequence[Mapping[str, Any]], folds: Sequence[Mapping[st
         for r in f["rows"]:
             if _label(r) in models:
                 ax.plot(models.index(_label(r)) + 0.19, r["test_uar"], "k.", ms=5)
-    ax.set_xticks(x, models)
+    many = len(models) > 8  # wrapped names fit side by side up to about eight models at this width
+    ax.set_xticks(x, tick_labels(models), fontsize=8, rotation=90 if many else 0)
     ax.set(
         ylim=(0, 1.05), ylabel="score", title="test scores per model over outer folds (dots: each fold's UAR)"
     )
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
-    return png_bytes(fig)
+    return fig
 
 
 def evaluation_sections(doc: Mapping[str, Any]) -> list[Section]:
@@ -552,13 +612,37 @@ def write_evaluation_report(doc: Mapping[str, Any], out: str | os.PathLike[str])
 
 
 def check_out(out: str | os.PathLike[str]) -> Path:
-    """Refuse an ``--out`` that is a folder or lies in a missing folder, before any work."""
+    """Refuse an ``--out`` that emotune may not write, before any work.
+
+    Allowed: a new file in an existing folder, or a page emotune wrote before (its generator tag).
+    Refused: a folder, a file in a missing folder, and any other existing file (it is not replaced).
+    """
     target = Path(out)
     if target.is_dir():
         raise VizError(f"--out {target}: is a folder; give the HTML file to write")
     if not target.absolute().parent.is_dir():
         raise VizError(f"--out {target}: folder {target.absolute().parent} does not exist")
+    if (target.exists() or target.is_symlink()) and not is_report(target):
+        raise VizError(
+            f"--out {target}: exists and is not a page emotune wrote; give a new file name (nothing was replaced)"
+        )
     return target
+
+
+def is_report(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a regular file that begins like a page :func:`render` wrote."""
+    p = Path(path)
+    if p.is_symlink() or not p.is_file():
+        return False
+    try:
+        with open(p, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return head.startswith(b"<!DOCTYPE html>") and (
+        f'<meta name="generator" content="{GENERATOR}">'.encode() in head
+        or b"<title>emotune " in head  # pages of emotune before the generator tag
+    )
 
 
 def evaluation_page(path: str | os.PathLike[str]) -> str:
@@ -611,6 +695,10 @@ def write_report(
         VizError, ModelDirError, StudyError: a source that is missing or unusable (one line).
     """
     target = check_out(out)
+    if png_dir is not None:
+        from emotune.search.viz._common import check_dir
+
+        check_dir(png_dir, flag="--png-dir")  # before any work; created only when the page is made
     paths = [Path(s) for s in sources]
     if len(sources) == 1 and paths[0].is_dir():
         from emotune.search._storage import normalize_url
@@ -634,11 +722,15 @@ def write_report(
 
 
 def save_images(page: str, folder: str | os.PathLike[str]) -> list[Path]:
-    """Write every embedded PNG of ``page`` into ``folder`` as ``<caption>.png`` (atomically)."""
+    """Write every embedded PNG of ``page`` into ``folder`` as ``<caption>.png`` (atomically).
+
+    ``folder`` follows the rule of every output folder (:mod:`emotune.features._outdir`).
+    """
     import re
 
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
+    from emotune.search.viz._common import out_dir
+
+    out = out_dir(folder, flag="--png-dir")  # new, empty, or figures emotune wrote: never a foreign folder
     written = []
     for data, alt in re.findall(r'<img src="data:image/png;base64,([^"]+)" alt="([^"]*)"', page):
         stem = re.sub(r"[^A-Za-z0-9]+", "_", html.unescape(alt)).strip("_")[:80] or "figure"

@@ -351,8 +351,10 @@ def fit_and_score(
     }
     if refit_best_of_each_study:
         fitted |= _refit_unchosen_bests(candidates, chosen, split, say)
+    # A stacked voter has no member weights: its rows say 1.0 in the voter, 0.0 out (and in_voter).
     rows = [
         _member_row(i, c, fitted.get(i), split, weight=float(sel.weights[i]) if choice.kind == "greedy" else float(i in chosen))
+        | {"in_voter": i in chosen}
         for i, c in enumerate(candidates)
     ]  # fmt: skip
     vrow, conf, test_proba = _voter_row(voter, keys, candidates, chosen, sel, choice, split)

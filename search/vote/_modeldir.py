@@ -133,13 +133,52 @@ def _write_synced(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def is_model_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a model directory emotune wrote: what ``--force`` may replace.
+
+    Recognised by its manifest (this format, readable), and by holding nothing else than the files
+    that manifest lists (and the marker of an interrupted write): a folder where anything else was
+    put is not replaced, whatever its manifest says. The checksums are not needed: a model whose
+    files were damaged is still emotune's to replace.
+    """
+    path = Path(path)
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+        entries = list(path.iterdir())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        return False
+    listed = manifest.get("files")
+    if not isinstance(listed, dict):
+        return False
+    own = {MANIFEST, _MARKER, *listed}
+    return all(e.name in own and not e.is_symlink() and e.is_file() for e in entries)
+
+
 def check_target(out: str | Path, *, force: bool = False) -> Path:
-    """Refuse an existing non-empty ``out`` (unless ``force``) or a file; return it absolute."""
+    """Refuse an ``out`` that ``ensemble`` may not write (before any work); return it absolute.
+
+    Allowed: a missing path, an empty folder, and with ``force`` a previous model directory
+    (:func:`is_model_dir`). Anything else, a file or a folder that is not a model directory, is
+    refused whatever ``force`` says: nothing in it is deleted or written (the rule of every output
+    folder, :mod:`emotune.features._outdir`).
+    """
+    from emotune.features._outdir import check_output_dir
+
     out = Path(out).absolute()
     if out.is_file() or out.is_symlink():
         raise ModelDirError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise ModelDirError(f"--out {out}: folder exists and is not empty (use --force to replace it)")
+    if out.is_dir() and any(out.iterdir()):
+        if not is_model_dir(out):
+            check_output_dir(  # the one-line refusal, --force or not
+                out,
+                owner="emotune ensemble",
+                recognise=is_model_dir,
+                hint="give a new or empty folder (--force replaces only a model directory)",
+            )
+        if not force:
+            raise ModelDirError(f"--out {out}: folder exists and is not empty (use --force to replace it)")
     return out
 
 
@@ -153,14 +192,15 @@ def write(
     """Write a model directory atomically and return its path.
 
     Args:
-        out: The directory to create. An empty one is replaced; a non-empty one only with ``force``
-            (it is moved aside, replaced, then deleted).
+        out: The directory to create. An empty one is replaced; a previous model directory only
+            with ``force`` (it is moved aside, replaced, then deleted); any other folder is refused.
         files: File name -> bytes, every file but the manifest (plain names, no folders).
         manifest: The manifest without ``files``, ``format`` and ``checksum``: those are added here.
-        force: Replace a non-empty ``out``.
+        force: Replace a previous model directory ``out``.
 
     Raises:
-        ModelDirError: ``out`` is a file, or a non-empty folder without ``force``.
+        ModelDirError: ``out`` is a file, or a model directory without ``force``.
+        OutputDirError: ``out`` is a non-empty folder that is not a model directory.
     """
     recover(out)
     out = check_target(out, force=force)
@@ -219,6 +259,8 @@ def recover(out: str | Path) -> None:
         try:
             if previous.is_dir() and (not out.exists() or (out / _MARKER).exists()):
                 if out.exists():
+                    if not is_model_dir(out):  # not the dead writer's directory: never deleted
+                        continue
                     shutil.rmtree(out)
                 os.replace(previous, out)
                 _fsync_dir(out.parent)

@@ -16,19 +16,29 @@ def _f(v: Any) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
+def _weight(row: Mapping[str, Any], stacked: bool) -> str:
+    """A row's weight; a stacked voter's members have none ("stacked": in the voter, "-": not)."""
+    if stacked and row.get("member") != "voter":
+        return "stacked" if row.get("in_voter", row.get("weight")) else "-"
+    weight = row.get("weight")
+    return "-" if weight is None else f"{weight:.2f}"
+
+
 def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """The table: per member and for the voter, train / CV / test accuracy, CV and test UAR.
 
     CV = pooled out-of-fold predictions on the training part (for the voter: its blend of them).
+    A stacked voter's members have no weights: their column says whether the voter holds them.
     """
     from emotune.search._text import table
 
     header = ["model", "space", "weight", "train acc", "CV acc", "CV UAR", "test acc", "test UAR"]
+    stacked = bool(rows) and rows[-1].get("voter_kind") == "stacked"
     body = [
         [
             r["member"],
             r["space"],
-            f"{r['weight']:.2f}",
+            _weight(r, stacked),
             _f(r["train_accuracy"]),
             _f(r["cv_accuracy"]),
             _f(r["cv_uar"]),

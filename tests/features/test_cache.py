@@ -318,6 +318,56 @@ def test_prune_drops_entries_of_gone_files(actor: Path, tmp_path: Path, ray_addr
     assert {sha for _, sha in entries(cache)} == {sha256(f) for f in keep}
 
 
+def test_prune_against_paths_that_yield_no_audio_is_refused(
+    actor: Path, tmp_path: Path, ray_address: str, run_cli
+):
+    """An empty folder, a typo or an unmounted disk never empties the cache without --yes (issue 17)."""
+    corpus = copy_tree(actor, tmp_path / "corpus" / "Actor_01")
+    cache = tmp_path / "cache"
+    build([corpus], sets=["classic", "mfcc_seq"], cache_dir=cache, progress=False)
+    before = entries(cache)
+    assert len(before) == 60 * 2
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("no audio here")
+    one = sorted(corpus.glob("*.wav"))[0]
+    for keep in (
+        [tmp_path / "empty"],
+        [tmp_path / "notes"],
+        [tmp_path / "no-such"],
+        [one, tmp_path / "empty"],
+    ):
+        with pytest.raises(
+            FeatureError,
+            match=r"^features prune .*: (holds no audio file|does not exist); "
+            r"pruning against it would drop \d+ of the 120 entries",
+        ) as err:
+            prune(cache, keep_paths=keep)
+        assert "--yes" in str(err.value) and "\n" not in str(err.value)
+        assert entries(cache) == before  # nothing dropped
+    with pytest.raises(FeatureError, match="would drop 120 of the 120 entries"):
+        prune(cache, keep_paths=[tmp_path / "empty"])
+
+    # The CLI: one line on stderr, exit 1, the cache intact; --yes drops them.
+    proc = run_cli("features", "prune", tmp_path / "empty", "--cache", cache)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "would drop 120 of the 120 entries" in proc.stderr and entries(cache) == before
+
+    # Every file the cache knows is gone (the data's disk is not mounted): refused too.
+    moved = shutil.move(corpus, tmp_path / "elsewhere")
+    with pytest.raises(FeatureError, match="no file the cache knows is still there; this would drop all 120"):
+        prune(cache)
+    assert entries(cache) == before
+    shutil.move(moved, corpus)
+    assert prune(cache) == 0  # back in place: nothing to drop
+
+    # Paths that do yield audio prune as asked, even most of the cache (that is what they say).
+    assert prune(cache, keep_paths=sorted(corpus.glob("*.wav"))[:3]) == 57 * 2
+    proc = run_cli("features", "prune", tmp_path / "empty", "--cache", cache, "--yes", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["dropped"] == 3 * 2
+    assert entries(cache) == {}
+
+
 def test_a_cache_of_another_layout_is_refused(tmp_path: Path):
     cache = tmp_path / "cache"
     file_hashes([], cache_dir=cache)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 import wave
 from collections import Counter
@@ -13,6 +15,7 @@ import pytest
 from emotune.features._corpora import Row, scan
 from emotune.features._errors import FeatureError
 from emotune.features._labels import EMOTIONS
+from emotune.features._outdir import MARKER, OutputDirError, marked_by
 from emotune.features._synth import synthesize
 
 
@@ -60,8 +63,12 @@ def rows(corpus) -> list[Row]:
 def test_layout_and_names_follow_ravdess(corpus) -> None:
     out, files, _ = corpus
     assert len(files) == 240 and files == sorted(files)
-    assert sorted(p for p in out.rglob("*") if p.is_file()) == files  # nothing else is written
-    assert sorted(p.name for p in out.iterdir()) == ["Actor_01", "Actor_02", "Actor_03", "Actor_04"]
+    assert sorted(p for p in out.rglob("*.wav")) == files
+    assert sorted(
+        p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.suffix != ".wav"
+    ) == [MARKER]  # nothing else is written but the marker
+    assert marked_by(out) == "emotune corpus synth"
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "Actor_01", "Actor_02", "Actor_03", "Actor_04"]
     expected = {
         f"Actor_{actor:02d}/03-01-{emotion:02d}-{intensity:02d}-{statement:02d}-{repetition:02d}-{actor:02d}.wav"
         for actor in range(1, 5)
@@ -168,5 +175,42 @@ def test_bad_parameters_are_one_line_errors(tmp_path: Path, kwargs: dict, messag
 
 def test_out_must_be_a_folder(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
-    with pytest.raises(FeatureError, match="exists and is not a folder"):
+    with pytest.raises(OutputDirError, match="^OUT .*file: exists and is not a folder"):
         synthesize(tmp_path / "file")
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def test_a_real_corpus_is_never_overwritten_or_mixed_with_synthetic_files(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """The recordings keep their bytes, nothing is added, whatever their names (issue 17)."""
+    real = tmp_path / "real" / "Actor_01"
+    real.mkdir(parents=True)
+    for f in sorted((data_dir / "ravdess" / "Actor_01").glob("03-01-0[1-4]-01-01-01-01.wav")):
+        shutil.copy(f, real / f.name)  # the names synth writes too
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    for folder in (tmp_path / "real", tmp_path / "notes"):
+        before = _tree(folder)
+        with pytest.raises(OutputDirError, match=r"^OUT .*: folder is not empty and not an earlier output"):
+            synthesize(folder, actors=2, statements=1, repetitions=1)
+        assert _tree(folder) == before
+
+
+def test_an_empty_folder_or_its_own_earlier_corpus_is_written(tmp_path: Path) -> None:
+    small = {"statements": 1, "repetitions": 1, "seed": 3}
+    (tmp_path / "empty").mkdir()
+    first = synthesize(tmp_path / "empty", actors=2, **small)
+    assert marked_by(tmp_path / "empty") == "emotune corpus synth"
+    again = synthesize(tmp_path / "empty", actors=2, **small)  # a re-run over its own output
+    assert again == first and not list((tmp_path / "empty").rglob(".*.tmp"))
+    for other in ("emotune plot", "emotune figures"):  # another command's folder is not a corpus
+        (tmp_path / other).mkdir()
+        (tmp_path / other / MARKER).write_text(json.dumps({"written_by": other}))
+        with pytest.raises(OutputDirError, match=f"written by {other}"):
+            synthesize(tmp_path / other, actors=1, **small)

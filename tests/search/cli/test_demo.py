@@ -72,3 +72,55 @@ def test_demo_on_the_embedded_storage(run_cli, private_home, ray_address, tmp_pa
     manifest = json.loads((out / "model" / "manifest.json").read_text())
     assert {m["space"] for m in manifest["members"]} <= {"knn", "logreg", "mlp"}
     assert len(manifest["studies"]) == 3
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def test_demo_never_writes_into_a_folder_it_did_not_write(run_cli, tmp_path):
+    """--out must be new, empty or an earlier demo; its model/, data/ and best/ its own (issue 17).
+
+    Refused before any work: no storage is started, nothing is written or deleted.
+    """
+    project = tmp_path / "project"
+    (project / "model").mkdir(parents=True)
+    (project / "model" / "weights.txt").write_text("my own model")  # demo used to delete model/*
+    (project / "src.py").write_text("print('mine')\n")
+    before = _tree(project)
+    proc = run_cli("demo", "--out", project, timeout=60)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "not an earlier output of emotune demo" in proc.stderr
+    assert _tree(project) == before
+
+    # An earlier demo's folder whose model/ was replaced by the user's own files: refused too.
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / ".emotune-output").write_text(json.dumps({"written_by": "emotune demo"}))
+    (earlier / "model").mkdir()
+    (earlier / "model" / "weights.txt").write_text("my own model")
+    before = _tree(earlier)
+    proc = run_cli("demo", "--out", earlier, timeout=60)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "model" in proc.stderr and "--force replaces only a model directory" not in proc.stderr
+    assert _tree(earlier) == before
+
+
+def test_an_earlier_demo_folder_is_accepted_again(tmp_path):
+    """A re-run (`make demo` twice) passes the checks: a marked folder, its model directory and corpus."""
+    from emotune.features import synthesize
+    from emotune.features._outdir import check_output_dir
+    from emotune.search.cli.demo import DEMO_OWNER, _check_demo_parts
+    from emotune.search.vote import _modeldir as md
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / ".emotune-output").write_text(json.dumps({"written_by": DEMO_OWNER}))
+    synthesize(out / "data", actors=1, statements=1, repetitions=1)
+    md.write(out / "model", {md.VOTER_FILE: b"a voter"}, {"classes": ["a"]})
+    (out / "best").mkdir()
+    (out / "best" / ".emotune-output").write_text(json.dumps({"written_by": DEMO_OWNER}))
+    check_output_dir(out, owner=DEMO_OWNER)
+    _check_demo_parts(out, synthetic=True)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from pngcheck import check_png
 
+from emotune.features._outdir import MARKER, marked_by
 from emotune.search.viz import recording
 
 SR = 22050
@@ -65,7 +66,31 @@ def test_plot_writes_every_figure_of_a_real_recording(run_cli, data_dir, tmp_pat
     for name in recording.FIGURES:
         check_png(tmp_path / "fig" / f"{name}.png", recording.PANEL_SIZE)
     check_png(tmp_path / "fig" / f"{recording.PAGE}.png", recording.PAGE_SIZE)
-    assert sorted(p.name for p in (tmp_path / "fig").iterdir()) == sorted(f"{n}.png" for n in names)
+    assert sorted(p.name for p in (tmp_path / "fig").iterdir()) == sorted(
+        [MARKER, *(f"{n}.png" for n in names)]
+    )
+    again = run_cli("plot", wav, "--out", tmp_path / "fig")  # its own earlier output: written again
+    assert again.returncode == 0 and again.stdout == proc.stdout, again.stderr
+
+
+def test_plot_and_explore_never_write_into_a_folder_emotune_did_not_write(run_cli, data_dir, tmp_path):
+    """A foreign folder is refused with one line, nothing written or deleted in it (issue 17)."""
+    wav = data_dir / "ravdess" / "Actor_02" / "03-01-05-02-01-01-02.wav"
+    mine = tmp_path / "project"
+    (mine / "src").mkdir(parents=True)
+    (mine / "src" / "a.py").write_text("print('mine')\n")
+    (mine / "waveform.png").write_bytes(b"my own picture")  # a name plot would write
+    before = {p: p.read_bytes() for p in mine.rglob("*") if p.is_file()}
+    for command in (["plot", wav], ["explore", data_dir / "ravdess" / "Actor_01"]):
+        proc = run_cli(*command, "--out", mine)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert proc.stderr.count("\n") == 1 and "not an earlier output of emotune figures" in proc.stderr
+        assert {p: p.read_bytes() for p in mine.rglob("*") if p.is_file()} == before
+    (tmp_path / "empty").mkdir()  # an empty folder is fine, and becomes emotune's
+    assert run_cli("plot", wav, "--out", tmp_path / "empty").returncode == 0
+    assert marked_by(tmp_path / "empty") == "emotune figures"
+    proc = run_cli("plot", wav)  # no default: the current folder is never written unasked
+    assert proc.returncode == 2 and "--out" in proc.stderr
 
 
 def test_plot_of_a_non_audio_file_is_one_line_and_writes_nothing(run_cli, tmp_path):

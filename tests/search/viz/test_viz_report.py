@@ -83,7 +83,8 @@ def _one_line_error(proc) -> str:
 
 def test_bad_sources_are_one_line_errors_and_leave_the_old_page(pg_url, run_cli, tmp_path):
     out = tmp_path / "report.html"
-    out.write_text("previous page")
+    previous = report.render("previous page", [])
+    out.write_text(previous)
 
     missing = f"no-such-study-{uuid.uuid4().hex[:8]}"
     assert missing in _one_line_error(run_cli("report", missing, "--storage", pg_url, "--out", out))
@@ -100,8 +101,94 @@ def test_bad_sources_are_one_line_errors_and_leave_the_old_page(pg_url, run_cli,
     assert "JSON" in _one_line_error(run_cli("report", bogus, "--out", out))
 
     assert "folder" in _one_line_error(run_cli("report", bogus, "--out", tmp_path))
-    assert out.read_text() == "previous page"
+    assert out.read_text() == previous
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.json", "model", "report.html"]
+
+
+def _evaluation(models: list[str]) -> dict:
+    rows = [
+        {
+            "model": m,
+            "train_accuracy": 0.9,
+            "cv_accuracy": 0.5,
+            "cv_uar": 0.5,
+            "test_accuracy": 0.4,
+            "test_uar": 0.4,
+        }
+        for m in models
+    ]
+    summary = [
+        {"model": m, "folds": 1, "accuracy_mean": 0.4, "accuracy_std": 0.1, "uar_mean": 0.4, "uar_std": 0.1}
+        for m in models
+    ]
+    return {"settings": {"spaces": models}, "summary": summary, "folds": [{"fold": 0, "rows": rows}]}
+
+
+def test_report_writes_only_new_files_its_own_pages_and_its_own_png_folders(run_cli, tmp_path):
+    """--out replaces only a page emotune wrote; --png-dir fills only a new, empty or its own folder."""
+    doc = tmp_path / "eval.json"
+    doc.write_text(json.dumps(_evaluation(["knn", "logreg"])))
+    mine = tmp_path / "notes.html"
+    mine.write_text("<html>my notes</html>")
+    proc = run_cli("report", doc, "--out", mine)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "not a page emotune wrote" in proc.stderr
+    assert mine.read_text() == "<html>my notes</html>"
+
+    figures = tmp_path / "project"
+    (figures / "src").mkdir(parents=True)
+    (figures / "src" / "a.py").write_text("mine")
+    out = tmp_path / "page.html"
+    proc = run_cli("report", doc, "--out", out, "--png-dir", figures)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "--png-dir" in proc.stderr and "not an earlier output" in proc.stderr
+    assert not out.exists() and sorted(p.name for p in figures.rglob("*")) == ["a.py", "src"]
+
+    for _ in range(2):  # a new folder, then its own page and folder again
+        proc = run_cli("report", doc, "--out", out, "--png-dir", tmp_path / "png")
+        assert proc.returncode == 0, proc.stderr
+    assert report.is_report(out) and (tmp_path / "png" / "test_scores_per_model.png").is_file()
+
+
+def _renderer(fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def _overlaps(boxes) -> bool:
+    return any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+
+
+@pytest.mark.parametrize("n", [2, 4, 8, 12])
+def test_long_model_names_on_the_scores_chart_do_not_overlap(n):
+    spaces = ["logreg", "knn", "mlp", "xgboost", "lightgbm", "random_forest"]
+    models = [f"{spaces[i % len(spaces)]}{i}" for i in range(n)]
+    doc = _evaluation(models)
+    for s, r in zip(doc["summary"], doc["folds"][0]["rows"], strict=True):
+        s["speaker_norm"] = r["speaker_norm"] = True  # "... (speaker-normalised)": the long labels
+    fig = report.scores_figure(doc["summary"], doc["folds"])
+    renderer = _renderer(fig)
+    labels = [t for t in fig.axes[0].get_xticklabels() if t.get_text()]
+    assert len(labels) == n
+    assert not _overlaps([t.get_window_extent(renderer) for t in labels])
+    width = fig.bbox.width
+    assert all(
+        t.get_window_extent(renderer).x0 >= 0 and t.get_window_extent(renderer).x1 <= width for t in labels
+    )
+
+
+def test_the_old_unwrapped_labels_did_overlap():
+    """The check above can fail: the names as one line each, as before, run into each other."""
+    models = [f"logreg{i} (speaker-normalised)" for i in range(8)]
+    from emotune.search.viz._common import figure
+
+    fig = figure(*report.WIDE)
+    ax = fig.add_subplot()
+    ax.set_xticks(range(8), models)
+    renderer = _renderer(fig)
+    assert _overlaps([t.get_window_extent(renderer) for t in ax.get_xticklabels()])
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -163,3 +164,71 @@ def test_a_killed_ensemble_leaves_nothing_predict_accepts(
         pred = run_cli("predict", d, one, "--json")
         assert pred.returncode == 1 and pred.stdout == ""
         assert ("incomplete" if d.exists() else "no such model directory") in pred.stderr
+
+
+def test_a_stacked_voter_builds_reports_exports_and_predicts(
+    studies, pg_url, feature_cache, run_cli, tmp_path, ravdess
+):
+    """`--voter stacked` end to end (it crashed in the report: its members have no weights; issue 17)."""
+    from emotune.search.vote._stack import StackedVoter
+
+    out = tmp_path / "stacked"
+    args = [*studies, "--voter", "stacked", "--storage", pg_url, "--out", out, "--cache", feature_cache]
+    proc = run_cli("ensemble", *args)
+    assert proc.returncode == 0, proc.stderr
+    assert "voter: stacked (multinomial logistic regression" in proc.stdout
+    members = [line.split() for line in proc.stdout.splitlines() if line.startswith(tuple(studies))]
+    assert members and {m[2] for m in members} <= {"stacked", "-"} and "stacked" in {m[2] for m in members}
+
+    manifest = md.verify(out)
+    assert manifest["voter"]["kind"] == "stacked" and isinstance(manifest["voter"]["meta_C"], float)
+    assert manifest["members"] and all(
+        m["weight"] is None and m["count"] is None for m in manifest["members"]
+    )
+    voter, _ = md.load(out)
+    assert isinstance(voter, StackedVoter) and len(voter.estimators_) == len(manifest["members"])
+    page = (out / "report.html").read_text()
+    assert "stacked voter: a logistic regression" in page and 'alt="voter weights"' not in page
+    assert 'alt="confusion matrix of the voter"' in page
+
+    # The report of the model directory, with its studies and every picture as a PNG.
+    html = tmp_path / "stacked.html"
+    proc = run_cli("report", out, "--out", html, "--png-dir", tmp_path / "png", "--storage", pg_url)
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "stacked voter" in html.read_text()
+        and (tmp_path / "png" / "confusion_matrix_of_the_voter.png").is_file()
+    )
+
+    # Exported as JSON (--json), replacing the earlier model directory with --force: the same model.
+    proc = run_cli("ensemble", *args, "--force", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert (
+        doc["out"] == str(out) and doc["voter"]["kind"] == "stacked" and doc["members"] == manifest["members"]
+    )
+    assert [r["member"] for r in doc["metrics"]["rows"]][-1] == "voter"
+
+    # predict: unrounded probabilities in --json, three decimals for people.
+    files = [
+        ravdess / "Actor_01" / "03-01-05-01-01-01-01.wav",
+        ravdess / "Actor_02" / "03-01-03-02-01-01-02.wav",
+    ]
+    proc = run_cli("predict", out, *files, "--json")
+    assert proc.returncode == 0, proc.stderr
+    preds = json.loads(proc.stdout)
+    assert [p["path"] for p in preds] == [str(f) for f in files]
+    for p in preds:
+        probs = p["probabilities"]
+        assert list(probs) == manifest["classes"] and sum(probs.values()) == pytest.approx(1.0)
+        assert p["label"] == max(probs, key=probs.get)
+    assert any(len(repr(v)) > 8 for p in preds for v in p["probabilities"].values())  # unrounded
+    proc = run_cli("predict", out, *files)
+    assert proc.returncode == 0, proc.stderr
+    numbers = re.findall(r"=(\d+\.\d+)", proc.stdout)
+    assert len(numbers) == 2 * (1 + len(manifest["classes"]))
+    assert all(len(n.split(".")[1]) <= 3 for n in numbers), proc.stdout
+    shown = dict(re.findall(r"(\w+)=(\d\.\d+)", proc.stdout.splitlines()[1]))
+    assert {c: float(v) for c, v in shown.items()} == {
+        c: round(v, 3) for c, v in preds[0]["probabilities"].items()
+    }

@@ -13,7 +13,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import GaussianNB
 
-from emotune.features import feature_params
+from emotune.features import EmotuneError, feature_params
 from emotune.search.vote import _modeldir as md
 from emotune.search.vote._ensemble import voter_bytes
 from emotune.search.vote._voter import SoftVoter
@@ -102,6 +102,51 @@ def test_existing_output(tmp_path, fitted):
         _write(tmp_path / "file", voter, force=True)
     with pytest.raises(md.ModelDirError, match="no such model directory"):
         md.verify(tmp_path / "nothing")
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.mark.parametrize(
+    "foreign",
+    [
+        {"src/a.py": b"print('mine')\n"},  # a project
+        {"notes.txt": b"not a model"},
+        {md.MANIFEST: b'{"format": "something else"}', md.VOTER_FILE: b"x"},  # another tool's manifest
+        {md.MANIFEST: b"{"},  # unreadable
+    ],
+)
+def test_force_never_replaces_a_folder_that_is_not_a_model_directory(tmp_path, fitted, foreign):
+    out = tmp_path / "x"
+    for name, data in foreign.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes(data)
+    before = _tree(out)
+    with pytest.raises(
+        EmotuneError, match=r"--out .*x: folder is not empty and not an earlier output"
+    ) as err:
+        _write(out, fitted[0], force=True)
+    assert "\n" not in str(err.value) and "--force replaces only a model directory" in str(err.value)
+    assert _tree(out) == before  # nothing deleted, nothing written into it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]  # no temporary folder beside it
+
+
+def test_force_keeps_a_model_directory_someone_added_files_to(tmp_path, fitted):
+    """A model directory is recognised by its manifest and by holding only the files it lists."""
+    out = _write(tmp_path / "model", fitted[0])
+    assert md.is_model_dir(out)
+    (out / "my-notes.txt").write_text("keep me")
+    assert not md.is_model_dir(out)
+    with pytest.raises(EmotuneError, match="holds confusion_matrix.png, manifest.json, my-notes.txt"):
+        _write(out, fitted[0], note="second", force=True)
+    assert (out / "my-notes.txt").read_text() == "keep me"
+    (out / "my-notes.txt").unlink()
+    (out / md.VOTER_FILE).write_bytes(b"damaged")  # damaged, still emotune's: --force replaces it
+    _write(out, fitted[0], note="second", force=True)
+    assert md.verify(out)["note"] == "second"
 
 
 def test_feature_parameters_must_match_this_emotune():
