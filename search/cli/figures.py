@@ -36,9 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("file", metavar="FILE", help="an audio file (WAV, AIFF, FLAC...)")
     p.add_argument(
         "--out",
-        required=True,
+        default="emotune-plot",
         metavar="DIR",
-        help="folder for the PNGs: new, empty, or one plot/explore wrote before (nothing else is written into)",
+        help="folder for the PNGs (default emotune-plot): new, empty, or one plot/explore wrote before "
+        "(nothing else is written into)",
     )
     p.set_defaults(func=cmd_plot)
 
@@ -57,9 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--target", default="emotion", help="label scheme (default emotion)")
     p.add_argument(
         "--out",
-        required=True,
+        default="emotune-explore",
         metavar="DIR",
-        help="folder for the figures: new, empty, or one plot/explore wrote before (nothing else is written into)",
+        help="folder for the figures (default emotune-explore): new, empty, or one plot/explore wrote before "
+        "(nothing else is written into)",
     )
     p.add_argument("--corpus", default=None, help="force the corpus reader")
     p.add_argument("--labels", default=None, metavar="CSV", help="labels file for a generic corpus")
