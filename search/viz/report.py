@@ -653,13 +653,16 @@ def evaluation_page(path: str | os.PathLike[str]) -> str:
         raise VizError(f"{path}: not readable as JSON ({exc})".splitlines()[0]) from None
     if not isinstance(doc, dict) or not {"settings", "summary", "folds"} <= set(doc):
         raise VizError(f"{path}: not an `emotune evaluate --json` result (needs settings, summary and folds)")
-    return evaluation_doc_page(doc, subtitle=f"Evaluation {Path(path).absolute()}.")
+    try:
+        return evaluation_doc_page(doc, subtitle=f"Evaluation {Path(path).absolute()}.")
+    except VizError as exc:
+        raise VizError(f"{path}: {exc}") from None
 
 
 def evaluation_doc_page(doc: Mapping[str, Any], *, subtitle: str = "") -> str:
     try:
         sections = evaluation_sections(doc)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise VizError(f"evaluation result is missing or has a malformed field ({exc!r})") from None
     return render("emotune evaluation", sections, subtitle=subtitle)
 

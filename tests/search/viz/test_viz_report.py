@@ -99,6 +99,13 @@ def test_bad_sources_are_one_line_errors_and_leave_the_old_page(pg_url, run_cli,
     assert "evaluate --json" in _one_line_error(run_cli("report", bogus, "--out", out))
     bogus.write_text("{not json")
     assert "JSON" in _one_line_error(run_cli("report", bogus, "--out", out))
+    for malformed in (  # the three keys, with the wrong shapes: named, never a traceback
+        {"settings": [], "summary": {}, "folds": 3},
+        {"settings": {}, "summary": [1], "folds": [[]]},
+        {"settings": {"spaces": 1}, "summary": [{"model": None}], "folds": [{"fold": 0}]},
+    ):
+        bogus.write_text(json.dumps(malformed))
+        assert str(bogus) in _one_line_error(run_cli("report", bogus, "--out", out))
 
     assert "folder" in _one_line_error(run_cli("report", bogus, "--out", tmp_path))
     assert out.read_text() == previous
