@@ -86,7 +86,7 @@ def check_output_dir(
     try:
         entries = sorted(e.name for e in out.iterdir())
     except OSError as exc:
-        raise OutputDirError(f"{flag} {out}: cannot read the folder ({exc.strerror})") from None
+        raise OutputDirError(f"{flag} {out}: cannot read the folder ({_why(exc)})") from None
     if not entries or marked_by(out) == owner or (recognise is not None and recognise(out)):
         return out
     other = marked_by(out)
@@ -120,7 +120,7 @@ def prepare_output_dir(
         if mark and marked_by(out) != owner:
             _write_marker(out, owner)
     except OSError as exc:
-        raise OutputDirError(f"{flag} {out}: cannot create or mark it ({exc.strerror or exc})") from None
+        raise OutputDirError(f"{flag} {out}: cannot create or mark it ({_why(exc)})") from None
     return out
 
 
@@ -141,3 +141,12 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _why(exc: OSError) -> str:
+    """``No space left on device, ENOSPC``: the words and the code, as the CLI's other errors say it."""
+    import errno
+
+    name = errno.errorcode.get(exc.errno or 0)
+    words = exc.strerror or str(exc)
+    return f"{words}, {name}" if name else words

@@ -89,8 +89,18 @@ def test_plot_and_explore_never_write_into_a_folder_emotune_did_not_write(run_cl
     (tmp_path / "empty").mkdir()  # an empty folder is fine, and becomes emotune's
     assert run_cli("plot", wav, "--out", tmp_path / "empty").returncode == 0
     assert marked_by(tmp_path / "empty") == "emotune figures"
-    proc = run_cli("plot", wav)  # no default: the current folder is never written unasked
-    assert proc.returncode == 2 and "--out" in proc.stderr
+    here = tmp_path / "here"  # no --out: a new folder emotune-plot, never the current folder itself
+    here.mkdir()
+    assert run_cli("plot", wav, cwd=here).returncode == 0
+    assert [p.name for p in here.iterdir()] == ["emotune-plot"]
+    assert marked_by(here / "emotune-plot") == "emotune figures"
+    assert (here / "emotune-plot" / "waveform.png").is_file()
+    foreign = tmp_path / "there" / "emotune-explore"  # a folder of that name that emotune did not write
+    foreign.mkdir(parents=True)
+    (foreign / "notes.txt").write_text("mine\n")
+    proc = run_cli("explore", data_dir / "ravdess" / "Actor_01", cwd=foreign.parent)
+    assert proc.returncode == 1 and "not an earlier output of emotune figures" in proc.stderr
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
 
 
 def test_plot_of_a_non_audio_file_is_one_line_and_writes_nothing(run_cli, tmp_path):
